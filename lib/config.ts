@@ -1,0 +1,175 @@
+import { z } from 'zod';
+
+/**
+ * The worker's configuration, read once from the environment at start-up, validated and frozen.
+ * Every variable, its default and its meaning is listed here once; README's table mirrors it and a
+ * test keeps the two in step. An empty string counts as unset.
+ */
+export interface ResolvedConfig {
+  /** `WORKER_PORT`: main listener port. @default 3000 */
+  readonly workerPort: number;
+  /** `WORKER_HTTP_PORT`: plain-HTTP `/session/end` listener. @default WORKER_PORT + 1 */
+  readonly workerHttpPort: number;
+  /** `WORKER_HOST`: bind address of both listeners. @default 0.0.0.0 */
+  readonly workerHost: string;
+  /** `REPORT_ADDR`: autoscaler base URLs, comma-separated, tried in order. @default none (no reports) */
+  readonly reportAddrs: readonly string[];
+  /** `CONTAINER_ID`: worker id in reports. Required with REPORT_ADDR. */
+  readonly containerId: number;
+  /** `PUBLIC_IPADDR`: public address in the reported URL. Required with REPORT_ADDR. @default 127.0.0.1 */
+  readonly publicIpAddr: string;
+  /** `VAST_TCP_PORT_<WORKER_PORT>`: public port in the reported URL. @default WORKER_PORT */
+  readonly publicPort: number;
+  /** `USE_SSL`: exactly "true" serves HTTPS and reports an https URL. @default false */
+  readonly useSsl: boolean;
+  /** `SSL_CERT_FILE` / `SSL_KEY_FILE`. @default /etc/instance.crt, /etc/instance.key */
+  readonly sslCertFile: string;
+  readonly sslKeyFile: string;
+  /** `UNSECURED`: skip signature verification (strtobool). @default false */
+  readonly unsecured: boolean;
+  /** `MASTER_TOKEN`: sent as mtoken; Bearer token of /pyworker/update. @default unset */
+  readonly masterToken: string | undefined;
+  /** `MODEL_LOG`: the model server's log file, tailed for readiness. @default unset */
+  readonly modelLog: string | undefined;
+  /** `MODEL_SERVER_URL`: overrides the worker's default model server. */
+  readonly modelServerUrl: string | undefined;
+  /** `AUTH_MODE`: "current" (signature over {url}) or "legacy" (all fields, reqnum window). */
+  readonly authMode: 'current' | 'legacy';
+  /** `ASSUMED_THROUGHPUT`: workload/s used for admission before a benchmark exists. */
+  readonly assumedThroughput: number | undefined;
+  /** `MAX_CONNECTIONS`: connections to the model server. @default 100 */
+  readonly maxConnections: number;
+  /** `BENCHMARK_CACHE`: where the benchmark result is kept. @default .has_benchmark */
+  readonly benchmarkCacheFile: string;
+  /** `TERMINATION_GRACE_PERIOD_SECONDS`: drain time on SIGTERM. @default 300 */
+  readonly terminationGracePeriodSeconds: number;
+  /** `LOG_LEVEL`: trace, debug, info, warn, error, fatal or silent. @default info */
+  readonly logLevel: LogLevel;
+  /** `FORCE_UPDATE_FILE`: marker written by /pyworker/update. @default /.force_update */
+  readonly forceUpdateFile: string;
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const TRUE_WORDS = new Set(['y', 'yes', 't', 'true', 'on', '1']);
+const FALSE_WORDS = new Set(['n', 'no', 'f', 'false', 'off', '0']);
+
+/** Python's distutils.strtobool, which PyWorker uses for UNSECURED. */
+const strtobool = z.string().transform((value, ctx) => {
+  const word = value.toLowerCase();
+  if (TRUE_WORDS.has(word)) return true;
+  if (FALSE_WORDS.has(word)) return false;
+  ctx.addIssue({ code: 'custom', message: `expected a boolean (true/false, yes/no, 1/0), got "${value}"` });
+  return z.NEVER;
+});
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positive = z.coerce.number().positive();
+
+const envSchema = z.object({
+  WORKER_PORT: port.default(3000),
+  WORKER_HTTP_PORT: port.optional(),
+  WORKER_HOST: z.string().default('0.0.0.0'),
+  REPORT_ADDR: z.string().optional(),
+  CONTAINER_ID: z.coerce.number().int().optional(),
+  PUBLIC_IPADDR: z.string().optional(),
+  USE_SSL: z
+    .enum(['true', 'false'], { message: 'must be "true" or "false"' })
+    .default('false')
+    .transform((v) => v === 'true'),
+  SSL_CERT_FILE: z.string().default('/etc/instance.crt'),
+  SSL_KEY_FILE: z.string().default('/etc/instance.key'),
+  UNSECURED: strtobool.default(false),
+  MASTER_TOKEN: z.string().optional(),
+  MODEL_LOG: z.string().optional(),
+  MODEL_SERVER_URL: z.url({ message: 'must be an absolute URL' }).optional(),
+  AUTH_MODE: z.enum(['current', 'legacy']).default('current'),
+  ASSUMED_THROUGHPUT: positive.optional(),
+  MAX_CONNECTIONS: z.coerce.number().int().positive().default(100),
+  BENCHMARK_CACHE: z.string().default('.has_benchmark'),
+  TERMINATION_GRACE_PERIOD_SECONDS: z.coerce.number().nonnegative().default(300),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  FORCE_UPDATE_FILE: z.string().default('/.force_update'),
+});
+
+/** Every problem with the environment, reported together. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Splits REPORT_ADDR on commas, trims each entry and drops trailing slashes (fixes protocol §12.4). */
+export function parseReportAddrs(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  return value
+    .split(',')
+    .map((entry) => entry.trim().replace(/\/+$/, ''))
+    .filter((entry) => entry !== '');
+}
+
+/** Reads and validates the environment. Throws one `ConfigError` listing every problem. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+  const cleaned: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && value !== '') cleaned[key] = value;
+  }
+  const parsed = envSchema.safeParse(cleaned);
+  const problems: string[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      problems.push(`${issue.path.join('.')}: ${issue.message}`);
+    }
+  }
+  const reportAddrs = parseReportAddrs(cleaned['REPORT_ADDR']);
+  for (const addr of reportAddrs) {
+    if (!URL.canParse(addr)) problems.push(`REPORT_ADDR: "${addr}" is not an absolute URL`);
+  }
+  if (reportAddrs.length > 0) {
+    if (cleaned['CONTAINER_ID'] === undefined) problems.push('CONTAINER_ID: required when REPORT_ADDR is set');
+    if (cleaned['PUBLIC_IPADDR'] === undefined) problems.push('PUBLIC_IPADDR: required when REPORT_ADDR is set');
+  }
+  const unsecured = parsed.success ? parsed.data.UNSECURED : false;
+  if (parsed.success && !unsecured && reportAddrs.length === 0) {
+    problems.push('REPORT_ADDR: required to fetch the public key unless UNSECURED=true');
+  }
+  const workerPort = parsed.success ? parsed.data.WORKER_PORT : 3000;
+  const publicPortRaw = cleaned[`VAST_TCP_PORT_${workerPort}`];
+  const publicPort = port.safeParse(publicPortRaw ?? workerPort);
+  if (!publicPort.success) problems.push(`VAST_TCP_PORT_${workerPort}: must be a port number`);
+  if (!parsed.success || problems.length > 0 || !publicPort.success) throw new ConfigError(problems);
+
+  const data = parsed.data;
+  return Object.freeze({
+    workerPort: data.WORKER_PORT,
+    workerHttpPort: data.WORKER_HTTP_PORT ?? (data.WORKER_PORT === 0 ? 0 : data.WORKER_PORT + 1),
+    workerHost: data.WORKER_HOST,
+    reportAddrs: Object.freeze(reportAddrs),
+    containerId: data.CONTAINER_ID ?? 0,
+    publicIpAddr: data.PUBLIC_IPADDR ?? '127.0.0.1',
+    publicPort: publicPort.data,
+    useSsl: data.USE_SSL,
+    sslCertFile: data.SSL_CERT_FILE,
+    sslKeyFile: data.SSL_KEY_FILE,
+    unsecured: data.UNSECURED,
+    masterToken: data.MASTER_TOKEN,
+    modelLog: data.MODEL_LOG,
+    modelServerUrl: data.MODEL_SERVER_URL?.replace(/\/+$/, ''),
+    authMode: data.AUTH_MODE,
+    assumedThroughput: data.ASSUMED_THROUGHPUT,
+    maxConnections: data.MAX_CONNECTIONS,
+    benchmarkCacheFile: data.BENCHMARK_CACHE,
+    terminationGracePeriodSeconds: data.TERMINATION_GRACE_PERIOD_SECONDS,
+    logLevel: data.LOG_LEVEL,
+    forceUpdateFile: data.FORCE_UPDATE_FILE,
+  });
+}
+
+/** The URL the autoscaler is told to route clients to (protocol §8.2 `url`). */
+export function publicUrl(config: ResolvedConfig): string {
+  return `${config.useSsl ? 'https' : 'http'}://${config.publicIpAddr}:${config.publicPort}`;
+}

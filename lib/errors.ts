@@ -1,0 +1,156 @@
+/**
+ * The one error catalogue. Every failure a client can see is a `WorkerError`: a status, a stable
+ * `TSW_ERR_*` code, a JSON body and the origin (the worker itself, or the model server behind it).
+ * The server's single error handler turns these into responses; handlers never build error responses.
+ */
+
+export type ErrorOrigin = 'worker' | 'model';
+
+export type ErrorCode =
+  | 'TSW_ERR_INVALID_JSON'
+  | 'TSW_ERR_PAYLOAD_INVALID'
+  | 'TSW_ERR_UNAUTHORIZED'
+  | 'TSW_ERR_SESSION_INVALID'
+  | 'TSW_ERR_OVERLOADED'
+  | 'TSW_ERR_DRAINING'
+  | 'TSW_ERR_NOT_READY'
+  | 'TSW_ERR_UPSTREAM_UNAVAILABLE'
+  | 'TSW_ERR_UPSTREAM_TIMEOUT'
+  | 'TSW_ERR_HANDLER_FAILED'
+  | 'TSW_ERR_NOT_FOUND'
+  | 'TSW_ERR_INTERNAL';
+
+export type JsonBody = { readonly [key: string]: unknown };
+
+export class WorkerError extends Error {
+  readonly status: number;
+  readonly code: ErrorCode;
+  readonly origin: ErrorOrigin;
+  /** Extra response headers, such as `Retry-After`. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly #body: JsonBody | undefined;
+
+  constructor(options: {
+    status: number;
+    code: ErrorCode;
+    message: string;
+    origin?: ErrorOrigin;
+    /** The exact wire body; defaults to `{error, code, origin}`. */
+    body?: JsonBody;
+    headers?: Record<string, string>;
+    cause?: unknown;
+  }) {
+    super(options.message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'WorkerError';
+    this.status = options.status;
+    this.code = options.code;
+    this.origin = options.origin ?? 'worker';
+    this.headers = options.headers ?? {};
+    this.#body = options.body;
+  }
+
+  get body(): JsonBody {
+    return this.#body ?? { error: this.message, code: this.code, origin: this.origin };
+  }
+}
+
+/** 422 `{"error":"invalid JSON"}`, byte for byte the reference's body (protocol §3.3). */
+export function invalidJson(): WorkerError {
+  return new WorkerError({
+    status: 422,
+    code: 'TSW_ERR_INVALID_JSON',
+    message: 'invalid JSON',
+    body: { error: 'invalid JSON' },
+  });
+}
+
+/** 422 whose body is the reference's field map, e.g. `{"payload":{"prompt":"missing parameter"}}`. */
+export function payloadInvalid(fieldErrors: JsonBody): WorkerError {
+  return new WorkerError({
+    status: 422,
+    code: 'TSW_ERR_PAYLOAD_INVALID',
+    message: 'invalid request fields',
+    body: fieldErrors,
+  });
+}
+
+export function unauthorized(reason: string): WorkerError {
+  return new WorkerError({ status: 401, code: 'TSW_ERR_UNAUTHORIZED', message: reason });
+}
+
+export function invalidSession(): WorkerError {
+  return new WorkerError({
+    status: 410,
+    code: 'TSW_ERR_SESSION_INVALID',
+    message: 'invalid session',
+    body: { error: 'invalid session' },
+  });
+}
+
+/** 429 with an honest `Retry-After`: the estimated wait in whole seconds, rounded up. */
+export function overloaded(estimatedWaitSeconds: number, maxQueueTime: number): WorkerError {
+  const retryAfter = Math.max(1, Math.ceil(estimatedWaitSeconds));
+  return new WorkerError({
+    status: 429,
+    code: 'TSW_ERR_OVERLOADED',
+    message: `estimated wait ${estimatedWaitSeconds.toFixed(1)}s exceeds max_queue_time ${maxQueueTime}s`,
+    headers: { 'retry-after': String(retryAfter) },
+  });
+}
+
+export function draining(retryAfterSeconds: number): WorkerError {
+  return new WorkerError({
+    status: 503,
+    code: 'TSW_ERR_DRAINING',
+    message: 'worker is shutting down',
+    headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+  });
+}
+
+export function upstreamUnavailable(detail: string, cause?: unknown): WorkerError {
+  return new WorkerError({
+    status: 502,
+    code: 'TSW_ERR_UPSTREAM_UNAVAILABLE',
+    message: `model server unavailable: ${detail}`,
+    origin: 'model',
+    cause,
+  });
+}
+
+export function upstreamTimeout(detail: string, cause?: unknown): WorkerError {
+  return new WorkerError({
+    status: 504,
+    code: 'TSW_ERR_UPSTREAM_TIMEOUT',
+    message: `model server timed out: ${detail}`,
+    origin: 'model',
+    cause,
+  });
+}
+
+/** The handler's own code (predict, transforms) threw: a 500 that names the route. */
+export function handlerFailed(route: string, cause: unknown): WorkerError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new WorkerError({
+    status: 500,
+    code: 'TSW_ERR_HANDLER_FAILED',
+    message: `handler for ${route} failed: ${detail}`,
+    cause,
+  });
+}
+
+export function internalError(cause: unknown): WorkerError {
+  return new WorkerError({
+    status: 500,
+    code: 'TSW_ERR_INTERNAL',
+    message: 'internal worker error',
+    cause,
+  });
+}
+
+/** Thrown by a worker definition or handler that is invalid: a start-up error, never a request error. */
+export class DefinitionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DefinitionError';
+  }
+}

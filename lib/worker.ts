@@ -1,0 +1,147 @@
+import { DefinitionError } from './errors.ts';
+import {
+  defineHandler,
+  type EndpointHandler,
+  type HandlerOptions,
+  type ResolvedHandler,
+} from './handler.ts';
+import type { z } from 'zod';
+
+/** What a model-log line means (PyWorker's `LogAction`, same numeric values). */
+export const LogAction = { ModelLoaded: 1, ModelError: 2, Info: 3 } as const;
+export type LogAction = (typeof LogAction)[keyof typeof LogAction];
+
+/** Substrings looked for in the model's log, in PyWorker's `LogActionConfig` shape. */
+export interface LogActionConfig {
+  /** The model server is up: run the benchmark and readiness sequence. */
+  onLoad?: readonly string[];
+  /** A fatal model error: mark the worker errored. */
+  onError?: readonly string[];
+  /** Echo the line in the worker's log. */
+  onInfo?: readonly string[];
+}
+
+/** A route served outside the request pipeline: no auth, no queue, no accounting. */
+export type ExtraRoute =
+  | { method: 'GET' | 'POST'; path: string; forward: string }
+  | { method: 'GET' | 'POST'; path: string; respond: (request: Request) => Response | Promise<Response> };
+
+/**
+ * In-process readiness instead of the model log (PyWorker's `lifecycle`): `start` resolves when the
+ * model is loaded; `stop` runs at shutdown.
+ */
+export interface Lifecycle {
+  start: () => Promise<void>;
+  stop?: () => Promise<void>;
+}
+
+type AnyHandler =
+  | HandlerOptions<z.ZodType>
+  | EndpointHandler<z.ZodType>
+  | ResolvedHandler;
+
+export interface WorkerOptions {
+  /** Shown in logs and in `npm start`'s banner. */
+  name: string;
+  /** The model server's base URL. `MODEL_SERVER_URL` overrides it. */
+  modelServerUrl: string;
+  handlers: readonly AnyHandler[];
+  logActions?: LogActionConfig;
+  /** Model-server path polled with GET once the model is loaded. Unset turns healthchecks off. */
+  modelHealthcheckPath?: string;
+  extraRoutes?: readonly ExtraRoute[];
+  /** Open sessions allowed at once; `null` or 0 means unlimited. @default 10 */
+  maxSessions?: number | null;
+  /**
+   * Workload per second assumed for admission until the benchmark has measured the model.
+   * `ASSUMED_THROUGHPUT` overrides it. @default 1000
+   */
+  assumedThroughput?: number;
+  lifecycle?: Lifecycle;
+  /** Runs once during graceful shutdown, after in-flight requests are done. */
+  shutdown?: () => void | Promise<void>;
+}
+
+export interface ResolvedWorker {
+  readonly kind: 'resolved-worker';
+  readonly name: string;
+  readonly modelServerUrl: string;
+  readonly handlers: readonly ResolvedHandler[];
+  /** The single handler whose benchmark measures the model, if any handler carries one. */
+  readonly benchmarkHandler: ResolvedHandler | undefined;
+  /** on_load patterns, then on_error, then on_info, each in list order (protocol §2.4). */
+  readonly logActions: readonly (readonly [LogAction, string])[];
+  readonly modelHealthcheckPath: string | undefined;
+  readonly extraRoutes: readonly ExtraRoute[];
+  readonly maxSessions: number | null;
+  readonly assumedThroughput: number;
+  readonly lifecycle: Lifecycle | undefined;
+  readonly shutdown: (() => void | Promise<void>) | undefined;
+}
+
+/**
+ * Validates a worker folder's definition: one route per handler, at most one benchmark handler,
+ * sane limits. Throws `DefinitionError` at start-up.
+ *
+ * @example
+ * export default defineWorker({
+ *   name: 'hello_world',
+ *   modelServerUrl: 'http://127.0.0.1:5001',
+ *   handlers: [generate, generateStream],
+ *   logActions: { onLoad: ['server has started'], onError: ['Exception: corrupted model file'] },
+ * });
+ */
+export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedWorker {
+  if ('kind' in options && options.kind === 'resolved-worker') return options;
+  const source = options as WorkerOptions;
+  if (typeof source.name !== 'string' || source.name === '') {
+    throw new DefinitionError('worker: "name" must be a non-empty string');
+  }
+  try {
+    new URL(source.modelServerUrl);
+  } catch {
+    throw new DefinitionError(`worker ${source.name}: "modelServerUrl" must be an absolute URL`);
+  }
+  if (!Array.isArray(source.handlers) || source.handlers.length === 0) {
+    throw new DefinitionError(`worker ${source.name}: "handlers" must list at least one handler`);
+  }
+  const handlers = source.handlers.map((handler) => defineHandler(handler));
+  const seen = new Set<string>();
+  for (const route of [
+    ...handlers.map((h) => `POST ${h.route}`),
+    ...(source.extraRoutes ?? []).map((r) => `${r.method} ${r.path}`),
+  ]) {
+    if (seen.has(route)) throw new DefinitionError(`worker ${source.name}: route ${route} is defined twice`);
+    seen.add(route);
+  }
+  const benchmarked = handlers.filter((h) => h.benchmark !== undefined);
+  if (benchmarked.length > 1) {
+    throw new DefinitionError(
+      `worker ${source.name}: only one handler may carry a benchmark (found ${benchmarked.map((h) => h.route).join(', ')})`,
+    );
+  }
+  const assumedThroughput = source.assumedThroughput ?? 1000;
+  if (!(assumedThroughput > 0) || !Number.isFinite(assumedThroughput)) {
+    throw new DefinitionError(`worker ${source.name}: "assumedThroughput" must be a positive number`);
+  }
+  const maxSessions = source.maxSessions === undefined ? 10 : source.maxSessions;
+  const actions = source.logActions ?? {};
+  return Object.freeze({
+    kind: 'resolved-worker',
+    name: source.name,
+    modelServerUrl: source.modelServerUrl.replace(/\/+$/, ''),
+    handlers,
+    benchmarkHandler: benchmarked[0],
+    logActions: Object.freeze([
+      ...(actions.onLoad ?? []).map((p) => [LogAction.ModelLoaded, p] as const),
+      ...(actions.onError ?? []).map((p) => [LogAction.ModelError, p] as const),
+      ...(actions.onInfo ?? []).map((p) => [LogAction.Info, p] as const),
+    ]),
+    modelHealthcheckPath: source.modelHealthcheckPath || undefined,
+    extraRoutes: Object.freeze([...(source.extraRoutes ?? [])]),
+    maxSessions: maxSessions === 0 ? null : maxSessions,
+    assumedThroughput,
+    lifecycle: source.lifecycle,
+    shutdown: source.shutdown,
+  } satisfies ResolvedWorker);
+}
