@@ -60,7 +60,10 @@ const strtobool = z.string().transform((value, ctx) => {
   const word = value.toLowerCase();
   if (TRUE_WORDS.has(word)) return true;
   if (FALSE_WORDS.has(word)) return false;
-  ctx.addIssue({ code: 'custom', message: `expected a boolean (true/false, yes/no, 1/0), got "${value}"` });
+  ctx.addIssue({
+    code: 'custom',
+    message: `expected a boolean (true/false, yes/no, 1/0), got "${value}"`,
+  });
   return z.NEVER;
 });
 
@@ -130,8 +133,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     if (!URL.canParse(addr)) problems.push(`REPORT_ADDR: "${addr}" is not an absolute URL`);
   }
   if (reportAddrs.length > 0) {
-    if (cleaned['CONTAINER_ID'] === undefined) problems.push('CONTAINER_ID: required when REPORT_ADDR is set');
-    if (cleaned['PUBLIC_IPADDR'] === undefined) problems.push('PUBLIC_IPADDR: required when REPORT_ADDR is set');
+    if (cleaned['CONTAINER_ID'] === undefined)
+      problems.push('CONTAINER_ID: required when REPORT_ADDR is set');
+    if (cleaned['PUBLIC_IPADDR'] === undefined)
+      problems.push('PUBLIC_IPADDR: required when REPORT_ADDR is set');
   }
   const unsecured = parsed.success ? parsed.data.UNSECURED : false;
   if (parsed.success && !unsecured && reportAddrs.length === 0) {
@@ -141,7 +146,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
   const publicPortRaw = cleaned[`VAST_TCP_PORT_${workerPort}`];
   const publicPort = port.safeParse(publicPortRaw ?? workerPort);
   if (!publicPort.success) problems.push(`VAST_TCP_PORT_${workerPort}: must be a port number`);
-  if (!parsed.success || problems.length > 0 || !publicPort.success) throw new ConfigError(problems);
+  if (!parsed.success || problems.length > 0 || !publicPort.success)
+    throw new ConfigError(problems);
 
   const data = parsed.data;
   return Object.freeze({

@@ -81,9 +81,9 @@ export interface HandlerOptions<Schema extends z.ZodType = z.ZodType> {
  *   override workload(p: Input) { return countTokens(p.prompt); }
  * }
  */
-export abstract class EndpointHandler<Schema extends z.ZodType = z.ZodType>
-  implements HandlerOptions<Schema>
-{
+export abstract class EndpointHandler<
+  Schema extends z.ZodType = z.ZodType,
+> implements HandlerOptions<Schema> {
   abstract readonly route: string;
   abstract readonly payload: Schema;
   modelPath?: string;
@@ -119,8 +119,7 @@ export interface ResolvedHandler {
   readonly bodyTimeoutMs: number;
   readonly transformRequest: ((payload: unknown) => unknown) | undefined;
   readonly transformResponse:
-    | ((upstream: Response, context: HandlerContext) => Response | Promise<Response>)
-    | undefined;
+    ((upstream: Response, context: HandlerContext) => Response | Promise<Response>) | undefined;
   readonly predict: ((payload: unknown, context: HandlerContext) => unknown) | undefined;
   readonly benchmark: ResolvedBenchmark | undefined;
 }
@@ -169,6 +168,10 @@ function optionalFunction<F>(
  * handler and the field, so a bad handler fails at start-up, never on the first request.
  */
 export function defineHandler<Schema extends z.ZodType>(
+  definition: HandlerOptions<Schema>,
+): ResolvedHandler;
+export function defineHandler(definition: EndpointHandler | ResolvedHandler): ResolvedHandler;
+export function defineHandler<Schema extends z.ZodType>(
   definition: HandlerOptions<Schema> | EndpointHandler<Schema> | ResolvedHandler,
 ): ResolvedHandler {
   if ('kind' in definition && definition.kind === 'resolved-handler') return definition;
@@ -188,7 +191,9 @@ export function defineHandler<Schema extends z.ZodType>(
     },
   });
   if (!checked.success) {
-    const problems = checked.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    const problems = checked.error.issues.map(
+      (issue) => `${issue.path.join('.')}: ${issue.message}`,
+    );
     throw new DefinitionError(`handler ${label}: ${problems.join('; ')}`);
   }
   if (!(source.payload instanceof z.ZodType)) {
@@ -210,12 +215,16 @@ export function defineHandler<Schema extends z.ZodType>(
     workload: workload ?? (() => DEFAULT_WORKLOAD),
     hasCustomWorkload: workload !== undefined,
     allowParallel: source.allowParallel ?? false,
-    maxQueueTime:
-      source.maxQueueTime === undefined ? DEFAULT_MAX_QUEUE_TIME : source.maxQueueTime,
+    maxQueueTime: source.maxQueueTime === undefined ? DEFAULT_MAX_QUEUE_TIME : source.maxQueueTime,
     headersTimeoutMs: source.timeouts?.headersMs ?? 0,
     bodyTimeoutMs: source.timeouts?.bodyMs ?? 0,
     transformRequest: optionalFunction(route, 'transformRequest', source.transformRequest, source),
-    transformResponse: optionalFunction(route, 'transformResponse', source.transformResponse, source),
+    transformResponse: optionalFunction(
+      route,
+      'transformResponse',
+      source.transformResponse,
+      source,
+    ),
     predict: optionalFunction(route, 'predict', source.predict, source),
     benchmark,
   } satisfies ResolvedHandler);
@@ -228,14 +237,21 @@ function resolveBenchmark<Payload>(
 ): ResolvedBenchmark | undefined {
   if (config === undefined) return undefined;
   const dataset = config.dataset;
-  const generator = optionalFunction<() => Payload>(route, 'benchmark.generator', config.generator, owner);
+  const generator = optionalFunction<() => Payload>(
+    route,
+    'benchmark.generator',
+    config.generator,
+    owner,
+  );
   let sample: () => unknown;
   if (dataset !== undefined && dataset.length > 0) {
     sample = () => structuredClone(dataset[Math.floor(Math.random() * dataset.length)]);
   } else if (generator !== undefined) {
     sample = generator;
   } else {
-    throw new DefinitionError(`handler ${route}: "benchmark" needs a non-empty dataset or a generator`);
+    throw new DefinitionError(
+      `handler ${route}: "benchmark" needs a non-empty dataset or a generator`,
+    );
   }
   return Object.freeze({
     runs: config.runs ?? 8,

@@ -24,7 +24,11 @@ export interface LogActionConfig {
 /** A route served outside the request pipeline: no auth, no queue, no accounting. */
 export type ExtraRoute =
   | { method: 'GET' | 'POST'; path: string; forward: string }
-  | { method: 'GET' | 'POST'; path: string; respond: (request: Request) => Response | Promise<Response> };
+  | {
+      method: 'GET' | 'POST';
+      path: string;
+      respond: (request: Request) => Response | Promise<Response>;
+    };
 
 /**
  * In-process readiness instead of the model log (PyWorker's `lifecycle`): `start` resolves when the
@@ -35,10 +39,7 @@ export interface Lifecycle {
   stop?: () => Promise<void>;
 }
 
-type AnyHandler =
-  | HandlerOptions<z.ZodType>
-  | EndpointHandler<z.ZodType>
-  | ResolvedHandler;
+type AnyHandler = HandlerOptions<z.ZodType> | EndpointHandler<z.ZodType> | ResolvedHandler;
 
 export interface WorkerOptions {
   /** Shown in logs and in `npm start`'s banner. */
@@ -111,7 +112,8 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
     ...handlers.map((h) => `POST ${h.route}`),
     ...(source.extraRoutes ?? []).map((r) => `${r.method} ${r.path}`),
   ]) {
-    if (seen.has(route)) throw new DefinitionError(`worker ${source.name}: route ${route} is defined twice`);
+    if (seen.has(route))
+      throw new DefinitionError(`worker ${source.name}: route ${route} is defined twice`);
     seen.add(route);
   }
   const benchmarked = handlers.filter((h) => h.benchmark !== undefined);
@@ -122,7 +124,9 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
   }
   const assumedThroughput = source.assumedThroughput ?? 1000;
   if (!(assumedThroughput > 0) || !Number.isFinite(assumedThroughput)) {
-    throw new DefinitionError(`worker ${source.name}: "assumedThroughput" must be a positive number`);
+    throw new DefinitionError(
+      `worker ${source.name}: "assumedThroughput" must be a positive number`,
+    );
   }
   const maxSessions = source.maxSessions === undefined ? 10 : source.maxSessions;
   const actions = source.logActions ?? {};

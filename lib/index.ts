@@ -1,0 +1,49 @@
+/**
+ * tsworker's public API: everything a worker folder imports. Importing it has no side effects.
+ */
+
+/** Defining handlers and workers. */
+export {
+  defineHandler,
+  EndpointHandler,
+  DEFAULT_WORKLOAD,
+  DEFAULT_MAX_QUEUE_TIME,
+  type HandlerOptions,
+  type HandlerContext,
+  type HandlerTimeouts,
+  type BenchmarkConfig,
+  type ResolvedHandler,
+} from './handler.ts';
+export {
+  defineWorker,
+  LogAction,
+  type WorkerOptions,
+  type ResolvedWorker,
+  type LogActionConfig,
+  type ExtraRoute,
+  type Lifecycle,
+} from './worker.ts';
+
+/** Schemas: workers describe payloads with the same zod the framework validates with. */
+export { z } from 'zod';
+
+/** Errors a handler may throw to answer with a specific status. */
+export { WorkerError, DefinitionError, type ErrorCode, type ErrorOrigin } from './errors.ts';
+
+/** Workload helpers. */
+export { countTokens, warmTokenizer } from './tokenizer.ts';
+export { randomPrompt } from './presets/prompts.ts';
+
+/** Configuration and running a worker (used by the CLI, tests and embedders). */
+export { loadConfig, publicUrl, ConfigError, type ResolvedConfig } from './config.ts';
+export { createLogger, silentLogger, type Logger } from './log.ts';
+export {
+  createWorkerApp,
+  startWorker,
+  RESERVED_PATHS,
+  type WorkerApp,
+  type WorkerDeps,
+  type WorkerRuntime,
+  type RunningWorker,
+} from './server/index.ts';
+export type { RequestSummary, RequestObserver } from './pipeline/index.ts';

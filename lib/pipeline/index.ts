@@ -1,0 +1,251 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { SignatureVerifier } from '../auth/index.ts';
+import { draining, handlerFailed, invalidSession, type WorkerError } from '../errors.ts';
+import type { HandlerContext, ResolvedHandler } from '../handler.ts';
+import type { Logger } from '../log.ts';
+import type { Accounting, RequestRecord } from '../metrics/accounting.ts';
+import { callModel, pipeModelResponse, sendWebResponse, toWebResponse } from '../proxy/index.ts';
+import type { FifoQueue, FifoTicket } from '../queue/index.ts';
+import type { ReadinessState } from '../readiness/state.ts';
+import {
+  SessionClosedError,
+  type Session,
+  type SessionRequest,
+  type SessionStore,
+} from '../sessions/store.ts';
+import { admit } from './admit.ts';
+import { checkSignature } from './auth.ts';
+import { parseJson, readBody } from './parse.ts';
+import { sendError, sendJson, toWorkerError } from './respond.ts';
+import { validateEnvelope, type EnvelopeRules } from './validate.ts';
+import { measureWorkload } from './workload.ts';
+
+/**
+ * The request pipeline (PyWorker's Backend), in the reference's order (protocol §1.3):
+ *
+ *   drain check ▶ parse ▶ validate ▶ workload ▶ session ▶ auth ▶ admit ▶ queue ▶ forward ▶ respond
+ *
+ * with accounting around it. Every failure becomes one JSON error through `sendError`; nothing a
+ * request does can disturb another.
+ */
+
+/** How one request ended, for the request log line and Prometheus. */
+export interface RequestSummary {
+  readonly requestId: string;
+  readonly route: string;
+  readonly status: number;
+  readonly outcome: 'success' | 'error' | 'cancelled' | 'rejected' | 'invalid';
+  readonly workload: number;
+  /** Milliseconds from arrival to the start of the work (the FIFO wait). */
+  readonly queueMs: number | undefined;
+  /** Milliseconds from arrival to the response headers. */
+  readonly ttfbMs: number | undefined;
+  readonly totalMs: number;
+  readonly errorCode: string | undefined;
+}
+
+export type RequestObserver = (summary: RequestSummary) => void;
+
+export interface PipelineDeps {
+  readonly accounting: Accounting;
+  readonly readiness: ReadinessState;
+  readonly fifo: FifoQueue;
+  readonly dispatcher: Dispatcher;
+  /** Path prefix of the model server's base URL (empty for a bare origin). */
+  readonly modelBasePath: string;
+  /** Undefined in UNSECURED mode. */
+  readonly verifier: SignatureVerifier | undefined;
+  readonly sessions: SessionStore;
+  readonly logger: Logger;
+  readonly envelopeRules: EnvelopeRules;
+  readonly assumedThroughput: number;
+  /** Retry-After for requests refused while draining. */
+  readonly drainRetryAfterSeconds: number;
+  readonly observers: readonly RequestObserver[];
+}
+
+/** The reason a request's signal aborts when its client goes away. */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('client disconnected');
+    this.name = 'ClientGoneError';
+  }
+}
+
+const requestIdPrefix = randomBytes(4).toString('hex');
+let requestCounter = 0;
+
+export type RouteHandler = (request: IncomingMessage, response: ServerResponse) => Promise<void>;
+
+/** Builds the Node-level handler for one route. Everything that can be decided once is decided here. */
+export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): RouteHandler {
+  const modelPath = deps.modelBasePath + handler.modelPath;
+  const log = deps.logger.child({ component: 'pipeline', route: handler.route });
+
+  return async function handleRequest(request, response) {
+    const arrivedAt = performance.now();
+    const requestId = `${requestIdPrefix}-${(++requestCounter).toString(36)}`;
+    const idHeader = { 'x-request-id': requestId };
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!response.writableFinished) controller.abort(new ClientGoneError());
+    };
+    response.once('close', onClose);
+
+    let record: RequestRecord | undefined;
+    let started = false;
+    let ticket: FifoTicket | undefined;
+    let session: Session | undefined;
+    let sessionRequest: SessionRequest | undefined;
+    let workStartedAt: number | undefined;
+    let headersAt: number | undefined;
+    let outcome: RequestSummary['outcome'] = 'invalid';
+    let failure: WorkerError | undefined;
+
+    try {
+      if (deps.readiness.draining) throw draining(deps.drainRetryAfterSeconds);
+      const rawBody = await readBody(request);
+      const envelope = validateEnvelope(parseJson(rawBody), handler, deps.envelopeRules);
+      const workload = measureWorkload(handler, envelope.payload, log);
+      const authData = envelope.authData;
+      record = deps.accounting.create({
+        route: handler.route,
+        requestIdx: asInteger(authData['request_idx']),
+        reqnum: asInteger(authData['reqnum']),
+        workload,
+        inSession: envelope.sessionId !== null,
+      });
+
+      // 410 comes before 401, as in the reference; but only an admitted request extends the session (§12.13).
+      if (envelope.sessionId !== null && deps.sessions.get(envelope.sessionId) === undefined) {
+        throw invalidSession();
+      }
+
+      try {
+        checkSignature(deps.verifier, authData, rawBody);
+      } catch (error) {
+        outcome = 'rejected';
+        deps.accounting.rejected(record, 'unauthorized');
+        throw error;
+      }
+      try {
+        admit(handler, deps.accounting, deps.readiness, deps.assumedThroughput);
+      } catch (error) {
+        outcome = 'rejected';
+        deps.accounting.rejected(record, 'overloaded');
+        throw error;
+      }
+
+      if (envelope.sessionId !== null) {
+        sessionRequest = { record, abort: (reason) => controller.abort(reason) };
+        session = deps.sessions.bind(envelope.sessionId, sessionRequest);
+      }
+      deps.accounting.started(record);
+      started = true;
+      if (!handler.allowParallel) ticket = await deps.fifo.enter(controller.signal);
+      workStartedAt = performance.now();
+      deps.accounting.workStarted(record);
+
+      const context: HandlerContext = {
+        signal: controller.signal,
+        route: handler.route,
+        requestId,
+      };
+      if (handler.predict !== undefined) {
+        let result: unknown;
+        try {
+          result = await handler.predict(envelope.payload, context);
+        } catch (error) {
+          if (controller.signal.aborted) throw controller.signal.reason;
+          throw handlerFailed(handler.route, error);
+        }
+        headersAt = performance.now();
+        if (result instanceof Response) await sendWebResponse(response, result, idHeader);
+        else sendJson(response, 200, { result }, idHeader);
+      } else {
+        const body = JSON.stringify(
+          handler.transformRequest === undefined
+            ? envelope.payload
+            : applyTransform(handler, envelope.payload),
+        );
+        const upstream = await callModel(deps.dispatcher, {
+          path: modelPath,
+          body,
+          signal: controller.signal,
+          headersTimeoutMs: handler.headersTimeoutMs,
+          bodyTimeoutMs: handler.bodyTimeoutMs,
+        });
+        headersAt = performance.now();
+        if (handler.transformResponse === undefined) {
+          await pipeModelResponse(response, upstream, idHeader);
+        } else {
+          let transformed: Response;
+          try {
+            transformed = await handler.transformResponse(toWebResponse(upstream), context);
+          } catch (error) {
+            upstream.body.destroy();
+            throw handlerFailed(handler.route, error);
+          }
+          await sendWebResponse(response, transformed, idHeader);
+        }
+      }
+      // Model non-2xx answers count as served, as in the reference (§12.8): the autoscaler sees the same.
+      deps.accounting.succeeded(record);
+      outcome = 'success';
+    } catch (error) {
+      if (controller.signal.aborted && record !== undefined && started) {
+        outcome = 'cancelled';
+        deps.accounting.cancelled(record);
+        if (controller.signal.reason instanceof SessionClosedError && !response.headersSent) {
+          failure = invalidSession();
+        }
+      } else {
+        failure = toWorkerError(error);
+        if (started && record !== undefined) {
+          outcome = 'error';
+          deps.accounting.errored(record, failure.message);
+        }
+        if (failure.code === 'TSW_ERR_INTERNAL')
+          log.error({ err: error, requestId }, 'request failed');
+      }
+      if (failure !== undefined && !response.headersSent && !response.destroyed) {
+        sendError(response, failure, requestId);
+      } else if (!response.writableFinished) {
+        // Headers are out: the only honest signal left is a broken stream.
+        response.destroy();
+      }
+    } finally {
+      if (ticket !== undefined) deps.fifo.release(ticket);
+      if (session !== undefined && sessionRequest !== undefined)
+        deps.sessions.unbind(session, sessionRequest);
+      if (started && record !== undefined) deps.accounting.ended(record);
+      response.off('close', onClose);
+      const summary: RequestSummary = {
+        requestId,
+        route: handler.route,
+        status: outcome === 'cancelled' ? 499 : response.statusCode,
+        outcome,
+        workload: record?.workload ?? 0,
+        queueMs: workStartedAt === undefined ? undefined : workStartedAt - arrivedAt,
+        ttfbMs: headersAt === undefined ? undefined : headersAt - arrivedAt,
+        totalMs: performance.now() - arrivedAt,
+        errorCode: failure?.code,
+      };
+      for (const observe of deps.observers) observe(summary);
+    }
+  };
+}
+
+function applyTransform(handler: ResolvedHandler, payload: unknown): unknown {
+  try {
+    return handler.transformRequest?.(payload);
+  } catch (error) {
+    throw handlerFailed(handler.route, error);
+  }
+}
+
+function asInteger(value: unknown): number | null {
+  return typeof value === 'number' && Number.isInteger(value) ? value : null;
+}

@@ -1,0 +1,10 @@
+export { createModelPool, basePath, type ModelClientOptions } from './pool.ts';
+export { clientResponseHeaders, isStreamingContentType } from './headers.ts';
+export {
+  callModel,
+  describeUpstreamError,
+  pipeModelResponse,
+  sendWebResponse,
+  toWebResponse,
+  type ModelCall,
+} from './forward.ts';

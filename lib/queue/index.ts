@@ -1,0 +1,2 @@
+export { FifoQueue, type FifoTicket } from './fifo.ts';
+export { estimatedWaitSeconds, exceedsQueueLimit } from './admission.ts';

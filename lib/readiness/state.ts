@@ -1,0 +1,113 @@
+/**
+ * The worker's readiness as one state machine:
+ * starting ▶ model-loaded ▶ benchmarking ▶ ready, or errored from anywhere (sticky, as in the
+ * reference, §6.6). Draining is a separate flag: a draining worker keeps its phase.
+ */
+export type ReadinessPhase = 'starting' | 'model-loaded' | 'benchmarking' | 'ready' | 'errored';
+
+export interface ReadinessSnapshot {
+  readonly phase: ReadinessPhase;
+  readonly draining: boolean;
+  /** Benchmarked workload per second; 0 until measured. */
+  readonly maxPerf: number;
+  /** Seconds from process start to ready; 0 until ready. */
+  readonly loadtime: number;
+  readonly errorMessage: string;
+}
+
+export type ReadinessListener = (snapshot: ReadinessSnapshot, previous: ReadinessSnapshot) => void;
+
+export class ReadinessState {
+  #phase: ReadinessPhase = 'starting';
+  #draining = false;
+  #maxPerf = 0;
+  #loadtime = 0;
+  #errorMessage = '';
+  readonly #startedAt: number;
+  readonly #now: () => number;
+  readonly #listeners: ReadinessListener[] = [];
+
+  constructor(options: { now?: () => number; startedAt?: number } = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#startedAt = options.startedAt ?? this.#now();
+  }
+
+  get phase(): ReadinessPhase {
+    return this.#phase;
+  }
+  get draining(): boolean {
+    return this.#draining;
+  }
+  get maxPerf(): number {
+    return this.#maxPerf;
+  }
+  get loadtime(): number {
+    return this.#loadtime;
+  }
+  get errorMessage(): string {
+    return this.#errorMessage;
+  }
+  /** Ready to serve: loaded, not errored, not draining. */
+  get isReady(): boolean {
+    return this.#phase === 'ready' && !this.#draining;
+  }
+
+  snapshot(): ReadinessSnapshot {
+    return {
+      phase: this.#phase,
+      draining: this.#draining,
+      maxPerf: this.#maxPerf,
+      loadtime: this.#loadtime,
+      errorMessage: this.#errorMessage,
+    };
+  }
+
+  onChange(listener: ReadinessListener): () => void {
+    this.#listeners.push(listener);
+    return () => {
+      const index = this.#listeners.indexOf(listener);
+      if (index >= 0) this.#listeners.splice(index, 1);
+    };
+  }
+
+  modelLoaded(): void {
+    if (this.#phase === 'errored') return;
+    this.#change(() => (this.#phase = 'model-loaded'));
+  }
+
+  benchmarking(): void {
+    if (this.#phase === 'errored') return;
+    this.#change(() => (this.#phase = 'benchmarking'));
+  }
+
+  /** The model is loaded and measured: `loadtime` counts from process start. */
+  ready(maxPerf: number): void {
+    if (this.#phase === 'errored') return;
+    this.#change(() => {
+      this.#phase = 'ready';
+      this.#maxPerf = maxPerf;
+      this.#loadtime = (this.#now() - this.#startedAt) / 1000;
+    });
+  }
+
+  /** Sticky: the first error message stays, as the autoscaler expects (§6.6). */
+  errored(message: string): void {
+    if (this.#phase === 'errored') return;
+    this.#change(() => {
+      this.#phase = 'errored';
+      this.#errorMessage = message;
+    });
+  }
+
+  startDraining(): void {
+    if (this.#draining) return;
+    this.#change(() => (this.#draining = true));
+  }
+
+  #change(apply: () => void): void {
+    const previous = this.snapshot();
+    apply();
+    const next = this.snapshot();
+    for (const listener of this.#listeners) listener(next, previous);
+  }
+}

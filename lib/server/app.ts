@@ -1,0 +1,214 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getRequestListener, type HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
+import type { Dispatcher } from 'undici';
+import { SignatureVerifier } from '../auth/index.ts';
+import type { ResolvedConfig } from '../config.ts';
+import { DefinitionError, WorkerError } from '../errors.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { Accounting } from '../metrics/accounting.ts';
+import { createPipeline, type RequestObserver, type RequestSummary } from '../pipeline/index.ts';
+import { basePath, createModelPool } from '../proxy/index.ts';
+import { FifoQueue } from '../queue/index.ts';
+import { ReadinessState } from '../readiness/state.ts';
+import { SessionStore } from '../sessions/store.ts';
+import type { ResolvedWorker } from '../worker.ts';
+
+/** What the app is built from besides the definition and config; each is injected, never mocked. */
+export interface WorkerDeps {
+  readonly logger?: Logger;
+  /** The transport to the model server. @default an undici Pool for the model server URL */
+  readonly dispatcher?: Dispatcher;
+  readonly now?: () => number;
+}
+
+/** The shared state of one worker: what the pipeline, readiness, reporter and routes all read. */
+export interface WorkerRuntime {
+  readonly worker: ResolvedWorker;
+  readonly config: ResolvedConfig;
+  readonly modelServerUrl: string;
+  readonly logger: Logger;
+  readonly accounting: Accounting;
+  readonly readiness: ReadinessState;
+  readonly fifo: FifoQueue;
+  readonly sessions: SessionStore;
+  readonly dispatcher: Dispatcher;
+  /** Undefined in UNSECURED mode. */
+  readonly verifier: SignatureVerifier | undefined;
+  readonly assumedThroughput: number;
+  readonly now: () => number;
+  /** Called with every finished request; Prometheus and the request log subscribe here. */
+  readonly observers: RequestObserver[];
+}
+
+export interface WorkerApp {
+  /** Routes other than the handler routes: health, sessions, metrics, extra routes. */
+  readonly app: Hono<{ Bindings: HttpBindings }>;
+  /** The Node request listener: handler routes go straight to the pipeline, the rest to `app`. */
+  readonly listener: (request: IncomingMessage, response: ServerResponse) => void;
+  readonly runtime: WorkerRuntime;
+}
+
+/** Routes the framework itself owns; a worker route on one of them is a start-up error. */
+export const RESERVED_PATHS = [
+  '/health',
+  '/health/live',
+  '/health/ready',
+  '/metrics',
+  '/session/create',
+  '/session/end',
+  '/session/get',
+  '/session/health',
+  '/pyworker/update',
+] as const;
+
+/**
+ * Builds the worker's HTTP surface and its shared state. Starts nothing: no socket, timer or signal
+ * handler (that is `startWorker`), so tests and the bench can build as many as they like.
+ */
+export function createWorkerApp(
+  worker: ResolvedWorker,
+  config: ResolvedConfig,
+  deps: WorkerDeps = {},
+): WorkerApp {
+  const reserved = new Set<string>(RESERVED_PATHS);
+  for (const path of [
+    ...worker.handlers.map((h) => h.route),
+    ...worker.extraRoutes.map((r) => r.path),
+  ]) {
+    if (reserved.has(path)) {
+      throw new DefinitionError(
+        `worker ${worker.name}: route ${path} clashes with a route tsworker serves itself`,
+      );
+    }
+  }
+  const logger = deps.logger ?? silentLogger();
+  const now = deps.now ?? Date.now;
+  const modelServerUrl = config.modelServerUrl ?? worker.modelServerUrl;
+  const runtime: WorkerRuntime = {
+    worker,
+    config,
+    modelServerUrl,
+    logger,
+    accounting: new Accounting({ now }),
+    readiness: new ReadinessState({ now }),
+    fifo: new FifoQueue(),
+    sessions: new SessionStore({ now }),
+    dispatcher:
+      deps.dispatcher ?? createModelPool(modelServerUrl, { connections: config.maxConnections }),
+    verifier: config.unsecured ? undefined : new SignatureVerifier({ mode: config.authMode }),
+    assumedThroughput: config.assumedThroughput ?? worker.assumedThroughput,
+    now,
+    observers: [requestLogger(logger)],
+  };
+
+  const pipelineDeps = {
+    accounting: runtime.accounting,
+    readiness: runtime.readiness,
+    fifo: runtime.fifo,
+    dispatcher: runtime.dispatcher,
+    modelBasePath: basePath(modelServerUrl),
+    verifier: runtime.verifier,
+    sessions: runtime.sessions,
+    logger,
+    envelopeRules: {
+      requiredAuthFields: config.unsecured
+        ? []
+        : config.authMode === 'legacy'
+          ? ['cost', 'endpoint', 'reqnum', 'signature', 'url']
+          : ['cost', 'endpoint', 'reqnum', 'request_idx', 'signature', 'url'],
+      authDataRequired: !config.unsecured,
+    },
+    assumedThroughput: runtime.assumedThroughput,
+    drainRetryAfterSeconds: 5,
+    observers: runtime.observers,
+  };
+  const handlerRoutes = new Map(
+    worker.handlers.map((handler) => [handler.route, createPipeline(pipelineDeps, handler)]),
+  );
+
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  for (const route of worker.extraRoutes) {
+    app.on(route.method, route.path, async (c) => {
+      if ('respond' in route) return route.respond(c.req.raw);
+      const upstream = await runtime.dispatcher.request({
+        method: 'GET',
+        path: basePath(modelServerUrl) + route.forward,
+      });
+      const body = await upstream.body.text();
+      return new Response(body, {
+        status: upstream.statusCode,
+        headers: { 'content-type': String(upstream.headers['content-type'] ?? 'text/plain') },
+      });
+    });
+  }
+  for (const route of handlerRoutes.keys()) {
+    // Handler routes are POST only; say so instead of a bare 404 (protocol §3.1).
+    app.all(route, (c) =>
+      c.json({ error: `method ${c.req.method} not allowed`, code: 'TSW_ERR_NOT_FOUND' }, 405, {
+        allow: 'POST',
+      }),
+    );
+  }
+  app.notFound((c) =>
+    c.json({ error: `no route ${c.req.method} ${c.req.path}`, code: 'TSW_ERR_NOT_FOUND' }, 404),
+  );
+  app.onError((error, c) => {
+    const failure =
+      error instanceof WorkerError
+        ? error
+        : new WorkerError({
+            status: 500,
+            code: 'TSW_ERR_INTERNAL',
+            message: 'internal worker error',
+            cause: error,
+          });
+    if (failure.code === 'TSW_ERR_INTERNAL')
+      logger.error({ err: error, path: c.req.path }, 'route failed');
+    return c.json(failure.body, failure.status as 500, {
+      ...failure.headers,
+      'x-worker-error-source': failure.origin,
+    });
+  });
+
+  const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
+  const listener = (request: IncomingMessage, response: ServerResponse): void => {
+    if (request.method === 'POST') {
+      const url = request.url ?? '/';
+      const query = url.indexOf('?');
+      const handle = handlerRoutes.get(query < 0 ? url : url.slice(0, query));
+      if (handle !== undefined) {
+        void handle(request, response);
+        return;
+      }
+    }
+    void honoListener(request, response);
+  };
+
+  return { app, listener, runtime };
+}
+
+function requestLogger(logger: Logger): RequestObserver {
+  const log = logger.child({ component: 'request' });
+  return (summary: RequestSummary) => {
+    if (!log.isLevelEnabled('info')) return;
+    log.info(
+      {
+        requestId: summary.requestId,
+        route: summary.route,
+        status: summary.status,
+        outcome: summary.outcome,
+        workload: summary.workload,
+        queueMs: round(summary.queueMs),
+        ttfbMs: round(summary.ttfbMs),
+        totalMs: round(summary.totalMs),
+        errorCode: summary.errorCode,
+      },
+      'request',
+    );
+  };
+}
+
+function round(ms: number | undefined): number | undefined {
+  return ms === undefined ? undefined : Math.round(ms * 100) / 100;
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+import { ConfigError, DefinitionError } from '../lib/index.ts';
+import { devCommand } from './commands/dev.ts';
+import { startCommand } from './commands/start.ts';
+
+const USAGE = `Usage: tsworker <command>
+
+Commands:
+  start <worker>    Run one worker (a folder under workers/ or a path), configured by the environment
+  dev [worker]      Run the local stack: example model server, local autoscaler and a worker (default hello_world)
+  help              Show this text
+`;
+
+async function main(argv: readonly string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start': {
+      const name = rest[0];
+      if (name === undefined)
+        throw new UsageError(
+          'start needs a worker name or path, e.g. "tsworker start hello_world"',
+        );
+      await startCommand(name);
+      return;
+    }
+    case 'dev':
+      await devCommand(rest[0]);
+      return;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+class UsageError extends Error {}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  // Known start-up problems get one clear message, not a stack trace.
+  if (
+    error instanceof ConfigError ||
+    error instanceof DefinitionError ||
+    error instanceof UsageError
+  ) {
+    process.stderr.write(`tsworker: ${error.message}\n`);
+  } else {
+    process.stderr.write(
+      `tsworker: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+  }
+  process.exit(1);
+});

@@ -1,0 +1,103 @@
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineHandler, defineWorker } from '../../lib/index.ts';
+import { countWorkload, InputData } from '../../workers/hello_world/data_types.ts';
+import { postStreaming } from '../helpers/request.ts';
+import { startStack, type TestStack } from '../helpers/stack.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+
+/** hello_world's routes, but FIFO: one request at a time, so a second one waits in the queue. */
+const fifoWorker = defineWorker({
+  name: 'fifo-hello',
+  modelServerUrl: 'http://127.0.0.1:5001',
+  handlers: [
+    defineHandler({ route: '/generate', payload: InputData, workload: countWorkload }),
+    defineHandler({ route: '/generate_stream', payload: InputData, workload: countWorkload }),
+  ],
+});
+
+describe('client disconnects abort the upstream request and count as cancelled', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({ worker: fifoWorker });
+  });
+  afterAll(() => stack.close());
+
+  const accounting = () => stack.worker.runtime.accounting;
+  function body(tokens: number, prompt = 'please wait') {
+    return {
+      auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 10 }),
+      payload: { prompt, max_response_tokens: tokens },
+    };
+  }
+
+  it('while waiting for the model to send headers', async () => {
+    stack.model.configure({ failure: { kind: 'hang-headers' } });
+    try {
+      const cancelled = accounting().interval.cancelled;
+      const arrived = once(stack.model, 'request');
+      const call = postStreaming(`${stack.worker.url}/generate`, body(5));
+      await arrived;
+      const aborted = once(stack.model, 'aborted');
+      call.disconnect();
+      await aborted;
+      await waitFor(() => accounting().interval.cancelled > cancelled, {
+        label: 'cancelled workload',
+      });
+      const record = accounting().toDelete.at(-1);
+      expect(record?.status).toBe('Cancelled');
+      expect(accounting().inFlight.size).toBe(0);
+    } finally {
+      stack.model.configure({ failure: { kind: 'none' } });
+    }
+  });
+
+  it('in the middle of a stream', async () => {
+    stack.model.configure({ tokenDelayMs: 20 });
+    try {
+      const cancelled = accounting().interval.cancelled;
+      const call = postStreaming(`${stack.worker.url}/generate_stream`, body(500));
+      await waitFor(() => call.chunks.length > 0, { label: 'first chunk' });
+      const aborted = once(stack.model, 'aborted');
+      call.disconnect();
+      await aborted;
+      await waitFor(() => accounting().interval.cancelled > cancelled, {
+        label: 'cancelled workload',
+      });
+      expect(accounting().inFlight.size).toBe(0);
+      expect(stack.worker.runtime.fifo.busy).toBe(false);
+    } finally {
+      stack.model.configure({ tokenDelayMs: 0 });
+    }
+  });
+
+  it('while queued behind another request, so the model never sees it', async () => {
+    stack.model.configure({ tokenDelayMs: 20 });
+    const seen: string[] = [];
+    const onRequest = (event: { body: unknown }) =>
+      seen.push((event.body as { prompt: string }).prompt);
+    stack.model.on('request', onRequest);
+    try {
+      const cancelled = accounting().interval.cancelled;
+      const first = postStreaming(`${stack.worker.url}/generate_stream`, body(30, 'first'));
+      await waitFor(() => first.chunks.length > 0, { label: 'first request streaming' });
+      const second = postStreaming(`${stack.worker.url}/generate_stream`, body(5, 'second'));
+      await waitFor(() => stack.worker.runtime.fifo.waiting === 1, {
+        label: 'second request queued',
+      });
+      second.disconnect();
+      await waitFor(() => accounting().interval.cancelled > cancelled, {
+        label: 'cancelled workload',
+      });
+      expect(stack.worker.runtime.fifo.waiting).toBe(0);
+      await first.done;
+      // A third request still gets its turn: the cancelled one left no stale slot behind.
+      const third = postStreaming(`${stack.worker.url}/generate_stream`, body(2, 'third'));
+      await third.done;
+      expect(seen).toEqual(['first', 'third']);
+    } finally {
+      stack.model.off('request', onRequest);
+      stack.model.configure({ tokenDelayMs: 0 });
+    }
+  });
+});
