@@ -47,6 +47,31 @@ export interface ResolvedConfig {
   readonly logLevel: LogLevel;
   /** `FORCE_UPDATE_FILE`: marker written by /pyworker/update. @default /.force_update */
   readonly forceUpdateFile: string;
+  /** Readiness and reporting timings, in seconds (protocol §6, §8). Tests shorten them. */
+  readonly timings: Timings;
+}
+
+export interface Timings {
+  /** `HEALTHCHECK_INTERVAL_SECONDS`: model healthcheck period. @default 10 */
+  readonly healthcheckInterval: number;
+  /** `HEALTHCHECK_TIMEOUT_SECONDS`: one healthcheck request. @default 10 */
+  readonly healthcheckTimeout: number;
+  /** `HEALTHCHECK_READY_TIMEOUT_SECONDS`: wait for the first healthy check after the benchmark. @default 300 */
+  readonly healthcheckReadyTimeout: number;
+  /** `NO_HEALTHCHECK_WAIT_SECONDS`: wait used instead when the worker has no healthcheck. @default 10 */
+  readonly noHealthcheckWait: number;
+  /** `PUBKEY_WAIT_SECONDS`: wait for the public key before reporting loaded. @default 60 */
+  readonly pubkeyWait: number;
+  /** `REPORT_TICK_SECONDS`: how often the reporter looks for news. @default 1 */
+  readonly reportTick: number;
+  /** `REPORT_IDLE_SECONDS`: longest gap between two /worker_status/ reports. @default 10 */
+  readonly reportIdle: number;
+  /** `REPORT_TIMEOUT_SECONDS`: one report POST. @default 10 */
+  readonly reportTimeout: number;
+  /** `REPORT_RETRY_DELAY_SECONDS`: pause after a failed report attempt. @default 2 */
+  readonly reportRetryDelay: number;
+  /** `ERROR_BEACON_INTERVAL_SECONDS`: period of the failed-start-up beacon. @default 10 */
+  readonly errorBeaconInterval: number;
 }
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -94,7 +119,20 @@ const envSchema = z.object({
   TERMINATION_GRACE_PERIOD_SECONDS: z.coerce.number().nonnegative().default(300),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   FORCE_UPDATE_FILE: z.string().default('/.force_update'),
+  HEALTHCHECK_INTERVAL_SECONDS: positive.default(10),
+  HEALTHCHECK_TIMEOUT_SECONDS: positive.default(10),
+  HEALTHCHECK_READY_TIMEOUT_SECONDS: positive.default(300),
+  NO_HEALTHCHECK_WAIT_SECONDS: z.coerce.number().nonnegative().default(10),
+  PUBKEY_WAIT_SECONDS: positive.default(60),
+  REPORT_TICK_SECONDS: positive.default(1),
+  REPORT_IDLE_SECONDS: positive.default(10),
+  REPORT_TIMEOUT_SECONDS: positive.default(10),
+  REPORT_RETRY_DELAY_SECONDS: z.coerce.number().nonnegative().default(2),
+  ERROR_BEACON_INTERVAL_SECONDS: positive.default(10),
 });
+
+/** Every variable the worker reads (besides `VAST_TCP_PORT_<WORKER_PORT>`), for docs and tests. */
+export const ENVIRONMENT_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
 /** Every problem with the environment, reported together. */
 export class ConfigError extends Error {
@@ -172,6 +210,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     terminationGracePeriodSeconds: data.TERMINATION_GRACE_PERIOD_SECONDS,
     logLevel: data.LOG_LEVEL,
     forceUpdateFile: data.FORCE_UPDATE_FILE,
+    timings: Object.freeze({
+      healthcheckInterval: data.HEALTHCHECK_INTERVAL_SECONDS,
+      healthcheckTimeout: data.HEALTHCHECK_TIMEOUT_SECONDS,
+      healthcheckReadyTimeout: data.HEALTHCHECK_READY_TIMEOUT_SECONDS,
+      noHealthcheckWait: data.NO_HEALTHCHECK_WAIT_SECONDS,
+      pubkeyWait: data.PUBKEY_WAIT_SECONDS,
+      reportTick: data.REPORT_TICK_SECONDS,
+      reportIdle: data.REPORT_IDLE_SECONDS,
+      reportTimeout: data.REPORT_TIMEOUT_SECONDS,
+      reportRetryDelay: data.REPORT_RETRY_DELAY_SECONDS,
+      errorBeaconInterval: data.ERROR_BEACON_INTERVAL_SECONDS,
+    }),
   });
 }
 

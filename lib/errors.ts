@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'TSW_ERR_PAYLOAD_INVALID'
   | 'TSW_ERR_UNAUTHORIZED'
   | 'TSW_ERR_SESSION_INVALID'
+  | 'TSW_ERR_SESSION_NOT_FOUND'
+  | 'TSW_ERR_SESSION_LIMIT'
   | 'TSW_ERR_OVERLOADED'
   | 'TSW_ERR_DRAINING'
   | 'TSW_ERR_NOT_READY'
@@ -18,6 +20,8 @@ export type ErrorCode =
   | 'TSW_ERR_UPSTREAM_TIMEOUT'
   | 'TSW_ERR_HANDLER_FAILED'
   | 'TSW_ERR_NOT_FOUND'
+  | 'TSW_ERR_BODY_TOO_LARGE'
+  | 'TSW_ERR_UPDATE_FAILED'
   | 'TSW_ERR_INTERNAL';
 
 export type JsonBody = { readonly [key: string]: unknown };
@@ -107,6 +111,24 @@ export function draining(retryAfterSeconds: number): WorkerError {
   });
 }
 
+/** 503 for a request the grace period ran out on: it was cancelled, not silently dropped. */
+export function shutDownBeforeFinishing(): WorkerError {
+  return new WorkerError({
+    status: 503,
+    code: 'TSW_ERR_DRAINING',
+    message: 'worker shut down before the request finished',
+    headers: { 'retry-after': '1' },
+  });
+}
+
+export function bodyTooLarge(limitBytes: number): WorkerError {
+  return new WorkerError({
+    status: 413,
+    code: 'TSW_ERR_BODY_TOO_LARGE',
+    message: `request body exceeds ${limitBytes} bytes`,
+  });
+}
+
 export function upstreamUnavailable(detail: string, cause?: unknown): WorkerError {
   return new WorkerError({
     status: 502,
@@ -152,5 +174,13 @@ export class DefinitionError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'DefinitionError';
+  }
+}
+
+/** The worker could not start (a listener, the TLS pair): a start-up error with one clear message. */
+export class StartupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StartupError';
   }
 }

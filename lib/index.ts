@@ -28,7 +28,13 @@ export {
 export { z } from 'zod';
 
 /** Errors a handler may throw to answer with a specific status. */
-export { WorkerError, DefinitionError, type ErrorCode, type ErrorOrigin } from './errors.ts';
+export {
+  WorkerError,
+  DefinitionError,
+  StartupError,
+  type ErrorCode,
+  type ErrorOrigin,
+} from './errors.ts';
 
 /** Workload helpers. */
 export { countTokens, warmTokenizer } from './tokenizer.ts';
@@ -45,5 +51,38 @@ export {
   type WorkerDeps,
   type WorkerRuntime,
   type RunningWorker,
+  drain,
+  type DrainOptions,
+  type DrainOutcome,
 } from './server/index.ts';
 export type { RequestSummary, RequestObserver } from './pipeline/index.ts';
+export { startErrorBeacon, type ErrorBeacon } from './metrics/beacon.ts';
+export {
+  PROTOCOL_VERSION,
+  type WorkerStatus,
+  type DeleteRequestEntry,
+} from './metrics/reporter.ts';
+
+/** Load testing: a worker's test_load.ts declares its payloads; the engine is shared with the bench. */
+export {
+  defineLoadTest,
+  testLoadMain,
+  isEntryPoint,
+  runLoad,
+  startLoad,
+  routeTarget,
+  directTarget,
+  summarize,
+  formatSummary,
+  seededRandom,
+  type LoadTestDefinition,
+  type LoadTestOptions,
+  type LoadTestRoute,
+  type Answer,
+  type LoadOptions,
+  type LoadResult,
+  type LoadSummary,
+  type PlannedRequest,
+  type RequestRecord,
+  type Target,
+} from './test-harness/index.ts';

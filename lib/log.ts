@@ -5,17 +5,26 @@ import type { LogLevel } from './config.ts';
 /** The structured logger every component receives. One JSON object per line. */
 export type Logger = PinoLogger;
 
-/** Keys whose values never reach the log (tokens and signatures). */
-const REDACTED_PATHS = [
-  'mtoken',
-  '*.mtoken',
-  'signature',
-  '*.signature',
-  '*.*.signature',
-  'authorization',
-  '*.authorization',
-  'headers.authorization',
-];
+/** The component named on lines logged through a logger that has none of its own. */
+export const ROOT_COMPONENT = 'worker';
+
+/** Keys holding tokens: shown the way PyWorker shows an mtoken (protocol §11.61), never in full. */
+const TOKEN_KEYS = ['mtoken', 'masterToken', 'MASTER_TOKEN'];
+/** Keys whose values never reach the log at all. */
+const SECRET_KEYS = ['signature', 'session_auth', 'authorization', 'Authorization'];
+
+/**
+ * Redaction paths: each key at the top level and up to three objects deep, which covers
+ * `auth_data.signature`, `body.auth_data.signature` and `req.headers.authorization`.
+ * (fast-redact has no recursive wildcard, so the depth is spelled out.)
+ */
+const REDACTED_PATHS = [...TOKEN_KEYS, ...SECRET_KEYS].flatMap((key) => [
+  key,
+  `*.${key}`,
+  `*.*.${key}`,
+  `*.*.*.${key}`,
+]);
+const TOKEN_KEY_SET = new Set(TOKEN_KEYS);
 
 export interface LoggerOptions {
   level?: LogLevel;
@@ -25,17 +34,23 @@ export interface LoggerOptions {
   destination?: DestinationStream | NodeJS.WritableStream;
 }
 
+// Whether a logger's bindings already name a component, computed once per logger instance.
+const namesComponent = new WeakMap<object, boolean>();
+
 /**
- * Creates the root logger: `time`, `level` (as a word), `component`, `message`, plus request
- * fields on request lines. Child loggers add `component`.
+ * Creates the root logger. Every line carries `time` (ISO 8601), `level` (as a word), `component`
+ * and `message`; request lines add `requestId`, `route`, `status`, `workload` and durations.
+ * Child loggers set `component`; lines without one get `component: "worker"`. Tokens and
+ * signatures are masked wherever they appear in a logged object, up to three levels deep.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const usePretty = options.pretty ?? process.stdout.isTTY === true;
   const destination = usePretty
     ? pretty({
-        colorize: process.stdout.isTTY === true,
+        colorize: options.destination === undefined && process.stdout.isTTY === true,
         messageKey: 'message',
         ignore: 'pid,hostname',
+        translateTime: 'SYS:HH:MM:ss.l',
         destination: options.destination ?? process.stdout,
         sync: true,
       })
@@ -47,7 +62,23 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       base: null,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: REDACTED_PATHS, censor: '[masked]' },
+      redact: {
+        paths: REDACTED_PATHS,
+        censor: (value: unknown, path: string[]) => {
+          const key = path.at(-1) ?? '';
+          return TOKEN_KEY_SET.has(key) && typeof value === 'string'
+            ? maskToken(value)
+            : '[masked]';
+        },
+      },
+      mixin: (mergeObject, _level, logger) => {
+        let named = namesComponent.get(logger);
+        if (named === undefined) {
+          named = 'component' in logger.bindings();
+          namesComponent.set(logger, named);
+        }
+        return named || 'component' in mergeObject ? {} : { component: ROOT_COMPONENT };
+      },
     },
     destination,
   );

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-import { ConfigError, DefinitionError } from '../lib/index.ts';
+import { ConfigError, DefinitionError, StartupError } from '../lib/index.ts';
 import { devCommand } from './commands/dev.ts';
-import { startCommand } from './commands/start.ts';
+import { StartupFailed, startCommand } from './commands/start.ts';
 
 const USAGE = `Usage: tsworker <command>
 
 Commands:
   start <worker>    Run one worker (a folder under workers/ or a path), configured by the environment
   dev [worker]      Run the local stack: example model server, local autoscaler and a worker (default hello_world)
+  test_load ...     Load-test an endpoint or a worker (tsworker test_load --help)
   help              Show this text
 `;
 
@@ -26,6 +27,12 @@ async function main(argv: readonly string[]): Promise<void> {
     case 'dev':
       await devCommand(rest[0]);
       return;
+    case 'test_load':
+    case 'test-load': {
+      const { testLoadCommand } = await import('./commands/test-load.ts');
+      process.exitCode = await testLoadCommand(rest);
+      return;
+    }
     case undefined:
     case 'help':
     case '--help':
@@ -40,10 +47,13 @@ async function main(argv: readonly string[]): Promise<void> {
 class UsageError extends Error {}
 
 main(process.argv.slice(2)).catch((error: unknown) => {
+  // The error beacon keeps reporting the failure; the process stays up until a signal stops it.
+  if (error instanceof StartupFailed) return;
   // Known start-up problems get one clear message, not a stack trace.
   if (
     error instanceof ConfigError ||
     error instanceof DefinitionError ||
+    error instanceof StartupError ||
     error instanceof UsageError
   ) {
     process.stderr.write(`tsworker: ${error.message}\n`);

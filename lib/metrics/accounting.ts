@@ -62,6 +62,14 @@ export class Accounting {
     errored: 0,
     rejected: 0,
   };
+  /** The same counters since start-up, never reset: for Prometheus-style readers and tests. */
+  readonly totals: IntervalCounters = {
+    served: 0,
+    received: 0,
+    cancelled: 0,
+    errored: 0,
+    rejected: 0,
+  };
   /** Workload of requests that started and have not ended (queued or executing, sessions included). */
   pendingWorkload = 0;
   /** Non-session requests and open sessions, from start to end, in insertion order (§5). */
@@ -129,6 +137,7 @@ export class Accounting {
     reason: 'unauthorized' | 'overloaded' | 'session-cap' | 'draining',
   ): void {
     this.interval.rejected += record.workload;
+    this.totals.rejected += record.workload;
     record.status = 'Rejected';
     record.success = false;
     if (!record.inSession) {
@@ -143,6 +152,7 @@ export class Accounting {
     record.status = 'Started';
     this.pendingWorkload += record.workload;
     this.interval.received += record.workload;
+    this.totals.received += record.workload;
     if (!record.inSession) {
       this.#noteReqnum(record.reqnum);
       this.inFlight.set(record.id, record);
@@ -160,6 +170,7 @@ export class Accounting {
 
   succeeded(record: RequestRecord): void {
     this.interval.served += record.workload;
+    this.totals.served += record.workload;
     record.status = 'Success';
     record.success = true;
     record.workCompletedAt = this.#epochSeconds();
@@ -169,6 +180,7 @@ export class Accounting {
 
   errored(record: RequestRecord, message: string): void {
     this.interval.errored += record.workload;
+    this.totals.errored += record.workload;
     record.status = 'Error';
     record.success = false;
     record.errorMessage = message;
@@ -180,6 +192,7 @@ export class Accounting {
   /** The client went away. Reported as status "Cancelled" with success true, as the reference does. */
   cancelled(record: RequestRecord): void {
     this.interval.cancelled += record.workload;
+    this.totals.cancelled += record.workload;
     record.status = 'Cancelled';
     record.success = true;
     // The reference forgets this (§12.16); a cancellation changes cur_load, so report it.

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { SignatureVerifier } from '../auth/index.ts';
-import { draining, handlerFailed, invalidSession, type WorkerError } from '../errors.ts';
+import { draining, handlerFailed, invalidSession, WorkerError } from '../errors.ts';
 import type { HandlerContext, ResolvedHandler } from '../handler.ts';
 import type { Logger } from '../log.ts';
 import type { Accounting, RequestRecord } from '../metrics/accounting.ts';
@@ -17,6 +17,7 @@ import {
 } from '../sessions/store.ts';
 import { admit } from './admit.ts';
 import { checkSignature } from './auth.ts';
+import type { InFlightRequests } from './in-flight.ts';
 import { parseJson, readBody } from './parse.ts';
 import { sendError, sendJson, toWorkerError } from './respond.ts';
 import { validateEnvelope, type EnvelopeRules } from './validate.ts';
@@ -64,6 +65,8 @@ export interface PipelineDeps {
   /** Retry-After for requests refused while draining. */
   readonly drainRetryAfterSeconds: number;
   readonly observers: readonly RequestObserver[];
+  /** Where a graceful drain finds the requests to wait for, and to abort when time is up. */
+  readonly inFlight?: InFlightRequests;
 }
 
 /** The reason a request's signal aborts when its client goes away. */
@@ -89,6 +92,7 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
     const requestId = `${requestIdPrefix}-${(++requestCounter).toString(36)}`;
     const idHeader = { 'x-request-id': requestId };
     const controller = new AbortController();
+    deps.inFlight?.add(controller);
     const onClose = () => {
       if (!response.writableFinished) controller.abort(new ClientGoneError());
     };
@@ -198,8 +202,12 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
       if (controller.signal.aborted && record !== undefined && started) {
         outcome = 'cancelled';
         deps.accounting.cancelled(record);
-        if (controller.signal.reason instanceof SessionClosedError && !response.headersSent) {
+        const reason: unknown = controller.signal.reason;
+        if (reason instanceof SessionClosedError && !response.headersSent) {
           failure = invalidSession();
+        } else if (reason instanceof WorkerError && !response.headersSent) {
+          // Aborted by the worker itself (the drain's grace period ran out): say why.
+          failure = reason;
         }
       } else {
         failure = toWorkerError(error);
@@ -222,10 +230,12 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
         deps.sessions.unbind(session, sessionRequest);
       if (started && record !== undefined) deps.accounting.ended(record);
       response.off('close', onClose);
+      deps.inFlight?.delete(controller);
       const summary: RequestSummary = {
         requestId,
         route: handler.route,
-        status: outcome === 'cancelled' ? 499 : response.statusCode,
+        // A cancelled request's client saw nothing (499), unless the worker answered why (410, 503).
+        status: outcome === 'cancelled' && failure === undefined ? 499 : response.statusCode,
         outcome,
         workload: record?.workload ?? 0,
         queueMs: workStartedAt === undefined ? undefined : workStartedAt - arrivedAt,

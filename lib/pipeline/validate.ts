@@ -16,6 +16,24 @@ export interface EnvelopeRules {
   readonly authDataRequired: boolean;
 }
 
+/**
+ * What the envelope must carry under this configuration: every auth_data field in secured mode
+ * (request_idx is absent from legacy five-field auth_data), nothing in UNSECURED mode.
+ */
+export function envelopeRulesFor(config: {
+  readonly unsecured: boolean;
+  readonly authMode: 'current' | 'legacy';
+}): EnvelopeRules {
+  if (config.unsecured) return { requiredAuthFields: [], authDataRequired: false };
+  return {
+    requiredAuthFields:
+      config.authMode === 'legacy'
+        ? ['cost', 'endpoint', 'reqnum', 'signature', 'url']
+        : ['cost', 'endpoint', 'reqnum', 'request_idx', 'signature', 'url'],
+    authDataRequired: true,
+  };
+}
+
 /** Type checks on the auth_data fields the worker itself uses; other fields pass untouched. */
 const AUTH_FIELD_TYPES: Readonly<Record<string, (value: unknown) => string | undefined>> = {
   reqnum: (v) => (Number.isInteger(v) ? undefined : 'must be an integer'),
@@ -35,7 +53,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
  */
 export function validateEnvelope(
   body: unknown,
-  handler: ResolvedHandler,
+  handler: Pick<ResolvedHandler, 'payload'>,
   rules: EnvelopeRules,
 ): Envelope {
   if (!isPlainObject(body)) {

@@ -23,6 +23,7 @@ export class ReadinessState {
   #maxPerf = 0;
   #loadtime = 0;
   #errorMessage = '';
+  #errorCount = 0;
   readonly #startedAt: number;
   readonly #now: () => number;
   readonly #listeners: ReadinessListener[] = [];
@@ -46,6 +47,10 @@ export class ReadinessState {
   }
   get errorMessage(): string {
     return this.#errorMessage;
+  }
+  /** Every error reported, the first (sticky) one and those after it. */
+  get errorCount(): number {
+    return this.#errorCount;
   }
   /** Ready to serve: loaded, not errored, not draining. */
   get isReady(): boolean {
@@ -92,6 +97,7 @@ export class ReadinessState {
 
   /** Sticky: the first error message stays, as the autoscaler expects (§6.6). */
   errored(message: string): void {
+    this.#errorCount += 1;
     if (this.#phase === 'errored') return;
     this.#change(() => {
       this.#phase = 'errored';

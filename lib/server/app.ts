@@ -3,16 +3,25 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { Dispatcher } from 'undici';
 import { SignatureVerifier } from '../auth/index.ts';
-import type { ResolvedConfig } from '../config.ts';
-import { DefinitionError, WorkerError } from '../errors.ts';
+import { publicUrl, type ResolvedConfig } from '../config.ts';
+import { DefinitionError } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { Accounting } from '../metrics/accounting.ts';
+import { createPrometheusMetrics } from '../metrics/prometheus.ts';
+import { Reporter } from '../metrics/reporter.ts';
+import { currentThroughput } from '../pipeline/admit.ts';
+import { envelopeRulesFor } from '../pipeline/validate.ts';
+import { InFlightRequests } from '../pipeline/in-flight.ts';
 import { createPipeline, type RequestObserver, type RequestSummary } from '../pipeline/index.ts';
 import { basePath, createModelPool } from '../proxy/index.ts';
 import { FifoQueue } from '../queue/index.ts';
 import { ReadinessState } from '../readiness/state.ts';
+import { mountSessionRoutes } from '../sessions/routes.ts';
 import { SessionStore } from '../sessions/store.ts';
 import type { ResolvedWorker } from '../worker.ts';
+import { mountHealthRoutes } from './health.ts';
+import { notFoundHandler, routeErrorHandler } from './on-error.ts';
+import { mountUpdateRoute } from './update-route.ts';
 
 /** What the app is built from besides the definition and config; each is injected, never mocked. */
 export interface WorkerDeps {
@@ -20,6 +29,8 @@ export interface WorkerDeps {
   /** The transport to the model server. @default an undici Pool for the model server URL */
   readonly dispatcher?: Dispatcher;
   readonly now?: () => number;
+  /** How often expired sessions are closed. @default 5000 */
+  readonly sessionGcIntervalMs?: number;
 }
 
 /** The shared state of one worker: what the pipeline, readiness, reporter and routes all read. */
@@ -39,6 +50,14 @@ export interface WorkerRuntime {
   readonly now: () => number;
   /** Called with every finished request; Prometheus and the request log subscribe here. */
   readonly observers: RequestObserver[];
+  /** The URL the autoscaler routes clients to; an ephemeral port (0) is filled in once bound. */
+  readonly publicUrl: () => string;
+  /** Records the port the main listener got, for WORKER_PORT=0. */
+  readonly setBoundPort: (port: number) => void;
+  /** Keeps the autoscaler told; undefined without REPORT_ADDR. Started by `startWorker`. */
+  readonly reporter: Reporter | undefined;
+  /** Requests the pipeline is handling; a graceful drain waits for them and aborts the rest. */
+  readonly inFlight: InFlightRequests;
 }
 
 export interface WorkerApp {
@@ -85,6 +104,7 @@ export function createWorkerApp(
   const logger = deps.logger ?? silentLogger();
   const now = deps.now ?? Date.now;
   const modelServerUrl = config.modelServerUrl ?? worker.modelServerUrl;
+  let boundPort: number | undefined;
   const runtime: WorkerRuntime = {
     worker,
     config,
@@ -100,7 +120,30 @@ export function createWorkerApp(
     assumedThroughput: config.assumedThroughput ?? worker.assumedThroughput,
     now,
     observers: [requestLogger(logger)],
+    publicUrl: () =>
+      publicUrl(boundPort === undefined ? config : { ...config, publicPort: boundPort }),
+    setBoundPort: (port) => {
+      if (config.publicPort === 0) boundPort = port;
+    },
+    reporter: undefined,
+    inFlight: new InFlightRequests(),
   };
+  if (config.reportAddrs.length > 0) {
+    (runtime as { reporter: Reporter | undefined }).reporter = new Reporter({
+      addrs: config.reportAddrs,
+      workerId: config.containerId,
+      mtoken: config.masterToken,
+      url: runtime.publicUrl,
+      accounting: runtime.accounting,
+      readiness: runtime.readiness,
+      logger,
+      now,
+      tickMs: config.timings.reportTick * 1000,
+      idleMs: config.timings.reportIdle * 1000,
+      timeoutMs: config.timings.reportTimeout * 1000,
+      retryDelayMs: config.timings.reportRetryDelay * 1000,
+    });
+  }
 
   const pipelineDeps = {
     accounting: runtime.accounting,
@@ -111,23 +154,32 @@ export function createWorkerApp(
     verifier: runtime.verifier,
     sessions: runtime.sessions,
     logger,
-    envelopeRules: {
-      requiredAuthFields: config.unsecured
-        ? []
-        : config.authMode === 'legacy'
-          ? ['cost', 'endpoint', 'reqnum', 'signature', 'url']
-          : ['cost', 'endpoint', 'reqnum', 'request_idx', 'signature', 'url'],
-      authDataRequired: !config.unsecured,
-    },
+    envelopeRules: envelopeRulesFor(config),
     assumedThroughput: runtime.assumedThroughput,
     drainRetryAfterSeconds: 5,
     observers: runtime.observers,
+    inFlight: runtime.inFlight,
   };
   const handlerRoutes = new Map(
     worker.handlers.map((handler) => [handler.route, createPipeline(pipelineDeps, handler)]),
   );
 
   const app = new Hono<{ Bindings: HttpBindings }>();
+  const prometheus = createPrometheusMetrics({
+    accounting: runtime.accounting,
+    readiness: runtime.readiness,
+    fifo: runtime.fifo,
+    throughput: () => currentThroughput(runtime.readiness, runtime.assumedThroughput),
+  });
+  runtime.observers.push(prometheus.observe);
+  app.get('/metrics', async (c) =>
+    c.body(await prometheus.registry.metrics(), 200, {
+      'content-type': prometheus.registry.contentType,
+    }),
+  );
+  mountHealthRoutes(app, runtime.readiness);
+  mountSessionRoutes(app, runtime);
+  mountUpdateRoute(app, runtime);
   for (const route of worker.extraRoutes) {
     app.on(route.method, route.path, async (c) => {
       if ('respond' in route) return route.respond(c.req.raw);
@@ -150,26 +202,9 @@ export function createWorkerApp(
       }),
     );
   }
-  app.notFound((c) =>
-    c.json({ error: `no route ${c.req.method} ${c.req.path}`, code: 'TSW_ERR_NOT_FOUND' }, 404),
-  );
-  app.onError((error, c) => {
-    const failure =
-      error instanceof WorkerError
-        ? error
-        : new WorkerError({
-            status: 500,
-            code: 'TSW_ERR_INTERNAL',
-            message: 'internal worker error',
-            cause: error,
-          });
-    if (failure.code === 'TSW_ERR_INTERNAL')
-      logger.error({ err: error, path: c.req.path }, 'route failed');
-    return c.json(failure.body, failure.status as 500, {
-      ...failure.headers,
-      'x-worker-error-source': failure.origin,
-    });
-  });
+  app.notFound(notFoundHandler);
+  // The one error handler, shared with the plain /session/end listener.
+  app.onError(routeErrorHandler(logger));
 
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
   const listener = (request: IncomingMessage, response: ServerResponse): void => {

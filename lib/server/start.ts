@@ -1,30 +1,35 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fetchPublicKey } from '../auth/index.ts';
 import type { ResolvedConfig } from '../config.ts';
+import { basePath } from '../proxy/index.ts';
+import { ReadinessSequence } from '../readiness/sequence.ts';
 import { warmTokenizer } from '../tokenizer.ts';
 import type { ResolvedWorker } from '../worker.ts';
+import { DEFAULT_SESSION_GC_INTERVAL_MS, startSessionGc } from '../sessions/routes.ts';
 import { createWorkerApp, type WorkerDeps, type WorkerRuntime } from './app.ts';
+import { startListeners } from './listeners.ts';
+import { drain, type DrainOptions, type DrainOutcome } from './shutdown.ts';
 
 export interface RunningWorker {
-  /** Base URL of the main listener, e.g. http://127.0.0.1:3000. */
+  /** Base URL of the main listener, e.g. http://127.0.0.1:3000 (https:// when USE_SSL). */
   readonly url: string;
   readonly port: number;
+  /** Base URL of the plain-HTTP listener that serves only POST /session/end. */
+  readonly httpUrl: string;
+  readonly httpPort: number;
   readonly runtime: WorkerRuntime;
-  /** Resolves once the public key is loaded (secured mode), or at once when UNSECURED. */
-  readonly publicKeyLoaded: Promise<void>;
-  /** Stops listening, closes connections and timers. Does not drain: see the shutdown module. */
+  /** Resolves true once the public key is loaded, false if the fetch gave up; true at once when UNSECURED. */
+  readonly publicKeyLoaded: Promise<boolean>;
+  /** The readiness sequence (log watcher, benchmark, healthcheck). */
+  readonly readinessSequence: ReadinessSequence;
+  /** Stops accepting connections on both listeners; requests in progress finish. */
+  stopAccepting(): void;
+  /**
+   * Graceful drain (lib/server/shutdown.ts), then `close()`. The grace period defaults to
+   * TERMINATION_GRACE_PERIOD_SECONDS.
+   */
+  drain(options?: Partial<DrainOptions>): Promise<DrainOutcome>;
+  /** Stops listening, closes connections and timers. Does not drain: see `drain`. */
   close(): Promise<void>;
-}
-
-function listen(server: Server, port: number, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
 }
 
 /**
@@ -40,35 +45,70 @@ export async function startWorker(
   const log = runtime.logger.child({ component: 'server' });
   warmTokenizer();
 
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, listener);
-  const port = await listen(server, config.workerPort, config.workerHost);
-  const host = config.workerHost === '0.0.0.0' ? '127.0.0.1' : config.workerHost;
-  const url = `http://${host}:${port}`;
-  log.info({ url, worker: worker.name, modelServer: runtime.modelServerUrl }, 'worker listening');
+  // HTTPS when USE_SSL, plus the plain /session/end listener; a bad TLS pair throws here.
+  const listeners = await startListeners(runtime, listener);
+  const { url, port, httpUrl, httpPort } = listeners;
+  runtime.setBoundPort(port);
+  log.info(
+    { url, httpUrl, worker: worker.name, modelServer: runtime.modelServerUrl },
+    'worker listening',
+  );
+  const stopSessionGc = startSessionGc(
+    runtime,
+    deps.sessionGcIntervalMs ?? DEFAULT_SESSION_GC_INTERVAL_MS,
+  );
 
   const stopKeyFetch = new AbortController();
   const publicKeyLoaded = loadPublicKey(runtime, stopKeyFetch.signal);
+  runtime.reporter?.start();
+  const readinessSequence = new ReadinessSequence({
+    worker,
+    readiness: runtime.readiness,
+    dispatcher: runtime.dispatcher,
+    modelServerUrl: runtime.modelServerUrl,
+    modelBasePath: basePath(runtime.modelServerUrl),
+    modelLog: config.modelLog,
+    benchmarkCacheFile: config.benchmarkCacheFile,
+    timings: config.timings,
+    assumedThroughput: runtime.assumedThroughput,
+    publicKeyLoaded: runtime.verifier === undefined ? undefined : publicKeyLoaded,
+    logger: runtime.logger,
+  });
+  readinessSequence.start();
 
-  return {
+  let closing: Promise<void> | undefined;
+  const running: RunningWorker = {
     url,
     port,
+    httpUrl,
+    httpPort,
     runtime,
     publicKeyLoaded,
-    async close() {
-      stopKeyFetch.abort();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      await runtime.dispatcher.close();
-    },
+    readinessSequence,
+    stopAccepting: () => listeners.stopAccepting(),
+    drain: (options = {}) =>
+      drain(running, {
+        gracePeriodMs: config.terminationGracePeriodSeconds * 1000,
+        ...options,
+      }),
+    // Idempotent: a drain ends with close(), and the caller may close again.
+    close: () =>
+      (closing ??= (async () => {
+        stopKeyFetch.abort();
+        stopSessionGc();
+        await readinessSequence.stop();
+        await runtime.reporter?.stop();
+        await listeners.close();
+        await runtime.dispatcher.close();
+      })()),
   };
+  return running;
 }
 
-async function loadPublicKey(runtime: WorkerRuntime, signal: AbortSignal): Promise<void> {
+async function loadPublicKey(runtime: WorkerRuntime, signal: AbortSignal): Promise<boolean> {
   const verifier = runtime.verifier;
   // UNSECURED never needs the key, so a failed fetch must not error the worker (§12.5).
-  if (verifier === undefined) return;
+  if (verifier === undefined) return true;
   const log = runtime.logger.child({ component: 'auth' });
   try {
     const key = await fetchPublicKey({
@@ -79,10 +119,12 @@ async function loadPublicKey(runtime: WorkerRuntime, signal: AbortSignal): Promi
     });
     verifier.setPublicKey(key);
     log.info('public key loaded');
+    return true;
   } catch (error) {
-    if (signal.aborted) return;
+    if (signal.aborted) return false;
     const message = error instanceof Error ? error.message : String(error);
     log.error({ err: error }, 'public key fetch gave up');
     runtime.readiness.errored(message);
+    return false;
   }
 }

@@ -30,6 +30,8 @@ export class SessionClosedError extends Error {
   }
 }
 
+const RECENTLY_CLOSED_LIMIT = 1000;
+
 /**
  * Open sessions by id. The pipeline binds requests to a session; the session routes (and GC)
  * create and close them.
@@ -39,6 +41,8 @@ export class SessionStore {
   readonly #now: () => number;
   /** Upper bound on how far ahead of now request traffic can push a session's expiry, in lifetimes. */
   readonly #maxExtensionLifetimes: number;
+  /** Ids of recently closed sessions, oldest first, so a late end can answer 410 instead of 400. */
+  readonly #recentlyClosed = new Set<string>();
 
   constructor(options: { now?: () => number; maxExtensionLifetimes?: number } = {}) {
     this.#now = options.now ?? Date.now;
@@ -64,8 +68,20 @@ export class SessionStore {
   /** Removes the session; returns it if it was still open (the caller then runs the close). */
   remove(sessionId: string): Session | undefined {
     const session = this.#sessions.get(sessionId);
-    if (session !== undefined) this.#sessions.delete(sessionId);
+    if (session !== undefined) {
+      this.#sessions.delete(sessionId);
+      this.#recentlyClosed.add(sessionId);
+      if (this.#recentlyClosed.size > RECENTLY_CLOSED_LIMIT) {
+        const oldest = this.#recentlyClosed.values().next();
+        if (oldest.done !== true) this.#recentlyClosed.delete(oldest.value);
+      }
+    }
     return session;
+  }
+
+  /** Whether the id belonged to a session that closed recently (ended, expired or shut down). */
+  wasClosed(sessionId: string): boolean {
+    return this.#recentlyClosed.has(sessionId);
   }
 
   /**

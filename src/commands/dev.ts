@@ -5,6 +5,7 @@ import { createLogger, loadConfig, startWorker } from '../../lib/index.ts';
 import { startExampleModelServer } from '../stand-ins/example-model-server.ts';
 import { startLocalAutoscaler } from '../stand-ins/local-autoscaler.ts';
 import { loadWorker } from './load-worker.ts';
+import { drainOnSignals } from './signals.ts';
 
 /**
  * `npm start` / `tsworker dev`: the whole local stack on loopback — the example model server, the
@@ -28,7 +29,7 @@ export async function devCommand(
     host,
     port: modelPort,
     logFile: modelLog,
-    tokenDelayMs: Number(env['TOKEN_DELAY_MS'] || 50),
+    tokenDelayMs: Number(env['TOKEN_DELAY_MS'] || 10),
   });
   const autoscaler = await startLocalAutoscaler({ host, port: autoscalerPort });
   const config = loadConfig({
@@ -49,13 +50,10 @@ export async function devCommand(
 
   process.stdout.write(banner(running.url, autoscaler.url, model.url, modelLog));
 
-  const stop = () => {
-    void Promise.allSettled([running.close(), model.close(), autoscaler.close()]).then(() =>
-      process.exit(0),
-    );
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  // Drain the worker first, so its final reports reach the local autoscaler, then stop the stand-ins.
+  drainOnSignals(running, logger, {
+    after: () => Promise.allSettled([model.close(), autoscaler.close()]),
+  });
 }
 
 function banner(

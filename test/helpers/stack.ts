@@ -1,4 +1,7 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   loadConfig,
   silentLogger,
@@ -6,6 +9,7 @@ import {
   type Logger,
   type ResolvedWorker,
   type RunningWorker,
+  type WorkerDeps,
 } from '../../lib/index.ts';
 import {
   startExampleModelServer,
@@ -40,6 +44,8 @@ export interface StackOptions {
   model?: ExampleModelServerOptions;
   authMode?: 'current' | 'legacy';
   logger?: Logger;
+  /** Further worker dependencies, e.g. a short `sessionGcIntervalMs`. */
+  deps?: Omit<WorkerDeps, 'logger'>;
 }
 
 /**
@@ -48,6 +54,7 @@ export interface StackOptions {
  */
 export async function startStack(options: StackOptions = {}): Promise<TestStack> {
   const model = await startExampleModelServer({ ...options.model });
+  const benchmarkCache = join(tmpdir(), `tsworker-bench-${randomUUID()}`);
   const autoscaler = await startLocalAutoscaler({
     privateKey: testPrivateKey(),
     authMode: options.authMode ?? 'current',
@@ -60,20 +67,25 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
     PUBLIC_IPADDR: '127.0.0.1',
     MODEL_SERVER_URL: model.url,
     AUTH_MODE: options.authMode ?? 'current',
+    BENCHMARK_CACHE: benchmarkCache,
+    NO_HEALTHCHECK_WAIT_SECONDS: '0',
     ...options.env,
   });
   const worker = await startWorker(options.worker ?? helloWorld, config, {
+    ...options.deps,
     logger: options.logger ?? silentLogger(),
   });
   autoscaler.register(worker.url);
   await worker.publicKeyLoaded;
+  // Let the start-up benchmark finish, so its traffic never mixes with a test's.
+  await worker.readinessSequence.settled();
   return {
     model,
     autoscaler,
     worker,
     async close() {
       await worker.close();
-      await Promise.all([model.close(), autoscaler.close()]);
+      await Promise.all([model.close(), autoscaler.close(), rm(benchmarkCache, { force: true })]);
     },
   };
 }

@@ -34,14 +34,14 @@ describe('client disconnects abort the upstream request and count as cancelled',
   it('while waiting for the model to send headers', async () => {
     stack.model.configure({ failure: { kind: 'hang-headers' } });
     try {
-      const cancelled = accounting().interval.cancelled;
+      const cancelled = accounting().totals.cancelled;
       const arrived = once(stack.model, 'request');
       const call = postStreaming(`${stack.worker.url}/generate`, body(5));
       await arrived;
       const aborted = once(stack.model, 'aborted');
       call.disconnect();
       await aborted;
-      await waitFor(() => accounting().interval.cancelled > cancelled, {
+      await waitFor(() => accounting().totals.cancelled > cancelled, {
         label: 'cancelled workload',
       });
       const record = accounting().toDelete.at(-1);
@@ -55,13 +55,13 @@ describe('client disconnects abort the upstream request and count as cancelled',
   it('in the middle of a stream', async () => {
     stack.model.configure({ tokenDelayMs: 20 });
     try {
-      const cancelled = accounting().interval.cancelled;
+      const cancelled = accounting().totals.cancelled;
       const call = postStreaming(`${stack.worker.url}/generate_stream`, body(500));
       await waitFor(() => call.chunks.length > 0, { label: 'first chunk' });
       const aborted = once(stack.model, 'aborted');
       call.disconnect();
       await aborted;
-      await waitFor(() => accounting().interval.cancelled > cancelled, {
+      await waitFor(() => accounting().totals.cancelled > cancelled, {
         label: 'cancelled workload',
       });
       expect(accounting().inFlight.size).toBe(0);
@@ -78,7 +78,7 @@ describe('client disconnects abort the upstream request and count as cancelled',
       seen.push((event.body as { prompt: string }).prompt);
     stack.model.on('request', onRequest);
     try {
-      const cancelled = accounting().interval.cancelled;
+      const cancelled = accounting().totals.cancelled;
       const first = postStreaming(`${stack.worker.url}/generate_stream`, body(30, 'first'));
       await waitFor(() => first.chunks.length > 0, { label: 'first request streaming' });
       const second = postStreaming(`${stack.worker.url}/generate_stream`, body(5, 'second'));
@@ -86,7 +86,7 @@ describe('client disconnects abort the upstream request and count as cancelled',
         label: 'second request queued',
       });
       second.disconnect();
-      await waitFor(() => accounting().interval.cancelled > cancelled, {
+      await waitFor(() => accounting().totals.cancelled > cancelled, {
         label: 'cancelled workload',
       });
       expect(stack.worker.runtime.fifo.waiting).toBe(0);

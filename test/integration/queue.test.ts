@@ -88,7 +88,7 @@ describe('admission by estimated wait', () => {
       await waitFor(() => stack.worker.runtime.accounting.inFlight.size === 1, {
         label: 'first admitted',
       });
-      const rejectedBefore = stack.worker.runtime.accounting.interval.rejected;
+      const rejectedBefore = stack.worker.runtime.accounting.totals.rejected;
       const second = await post(`${stack.worker.url}/generate`, {
         auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 100 }),
         payload: { prompt: 'second', max_response_tokens: 5 },
@@ -96,7 +96,7 @@ describe('admission by estimated wait', () => {
       expect(second.status).toBe(429);
       expect(second.headers['retry-after']).toBe('2');
       expect(second.json()).toMatchObject({ code: 'TSW_ERR_OVERLOADED', origin: 'worker' });
-      expect(stack.worker.runtime.accounting.interval.rejected).toBe(rejectedBefore + 100);
+      expect(stack.worker.runtime.accounting.totals.rejected).toBe(rejectedBefore + 100);
       expect(stack.worker.runtime.accounting.toDelete.at(-1)?.status).toBe('Rejected');
     } finally {
       first.disconnect();

@@ -201,7 +201,7 @@ describe('a worker whose model server is down', () => {
         code: 'TSW_ERR_UPSTREAM_UNAVAILABLE',
         origin: 'model',
       });
-      expect(stack.worker.runtime.accounting.interval.errored).toBeGreaterThan(0);
+      expect(stack.worker.runtime.accounting.totals.errored).toBeGreaterThan(0);
     } finally {
       await stack.close();
     }
@@ -290,11 +290,11 @@ describe('handler options', () => {
   it('answers 504 when a configured headers timeout passes, and counts the request as errored', async () => {
     stack.model.configure({ failure: { kind: 'hang-headers' } });
     try {
-      const errored = stack.worker.runtime.accounting.interval.errored;
+      const errored = stack.worker.runtime.accounting.totals.errored;
       const response = await post(`${stack.worker.url}/slow`, { payload });
       expect(response.status).toBe(504);
       expect(response.json()).toMatchObject({ code: 'TSW_ERR_UPSTREAM_TIMEOUT', origin: 'model' });
-      expect(stack.worker.runtime.accounting.interval.errored).toBeGreaterThan(errored);
+      expect(stack.worker.runtime.accounting.totals.errored).toBeGreaterThan(errored);
     } finally {
       stack.model.configure({ failure: { kind: 'none' } });
     }

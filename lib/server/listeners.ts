@@ -1,0 +1,158 @@
+/**
+ * The worker's two listeners (protocol §1.2 step 4, §10):
+ * - main (`WORKER_PORT`): every route; HTTPS with `SSL_CERT_FILE`/`SSL_KEY_FILE` when `USE_SSL=true`;
+ *   no body size limit;
+ * - plain HTTP (`WORKER_HTTP_PORT`, default `WORKER_PORT + 1`): POST /session/end only, 1 MiB bodies.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createSecureContext } from 'node:tls';
+import { getRequestListener, type HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { bodyTooLarge, StartupError } from '../errors.ts';
+import { sessionEndHandler } from '../sessions/routes.ts';
+import type { WorkerRuntime } from './app.ts';
+import { notFoundHandler, routeErrorHandler } from './on-error.ts';
+
+/** aiohttp's default client_max_size, which the reference's plain listener keeps (§3.1). */
+export const PLAIN_BODY_LIMIT_BYTES = 1024 * 1024;
+
+type NodeListener = (request: IncomingMessage, response: ServerResponse) => void;
+type AnyServer = Server | HttpsServer;
+
+export interface Listeners {
+  /** Base URL of the main listener, `https://` when USE_SSL. */
+  readonly url: string;
+  readonly port: number;
+  /** Base URL of the plain-HTTP `/session/end` listener. */
+  readonly httpUrl: string;
+  readonly httpPort: number;
+  /**
+   * Stops accepting connections on both listeners and closes idle keep-alive ones; requests in
+   * progress go on to the end.
+   */
+  stopAccepting(): void;
+  /** Closes both listeners and every connection that is left. */
+  close(): Promise<void>;
+}
+
+// Generation can take minutes: no request timeout; keep-alive beyond common load balancers' 60 s.
+const SERVER_OPTIONS = { keepAliveTimeout: 65_000, requestTimeout: 0 } as const;
+
+/** Creates and binds both listeners. A bad TLS pair or a busy port is a `StartupError`. */
+export async function startListeners(
+  runtime: WorkerRuntime,
+  mainListener: NodeListener,
+): Promise<Listeners> {
+  const { config } = runtime;
+  const main: AnyServer = config.useSsl
+    ? createHttpsServer(
+        { ...loadTlsPair(config.sslCertFile, config.sslKeyFile), ...SERVER_OPTIONS },
+        mainListener,
+      )
+    : createServer(SERVER_OPTIONS, mainListener);
+  const plain = createServer(SERVER_OPTIONS, plainListener(runtime));
+  const mainCloser = closer(main);
+  const plainCloser = closer(plain);
+
+  const host = config.workerHost;
+  const shownHost =
+    host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
+  let port: number;
+  let httpPort: number;
+  try {
+    port = await listen(main, config.workerPort, host);
+    httpPort = await listen(plain, config.workerHttpPort, host);
+  } catch (error) {
+    await Promise.all([mainCloser.close(), plainCloser.close()]);
+    throw error;
+  }
+  return {
+    url: `${config.useSsl ? 'https' : 'http'}://${shownHost}:${port}`,
+    port,
+    httpUrl: `http://${shownHost}:${httpPort}`,
+    httpPort,
+    stopAccepting() {
+      mainCloser.stopAccepting();
+      plainCloser.stopAccepting();
+    },
+    async close() {
+      await Promise.all([mainCloser.close(), plainCloser.close()]);
+    },
+  };
+}
+
+/**
+ * Reads and checks the certificate and key now, so a missing or broken pair stops start-up with
+ * the reference's message (§10) instead of failing every TLS handshake later.
+ */
+export function loadTlsPair(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  try {
+    const pair = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+    createSecureContext(pair);
+    return pair;
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new StartupError(
+      `Failed to get SSL Certificate: ${detail} (cert ${certFile}, key ${keyFile})`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+/** The plain listener's app: POST /session/end (bodies up to 1 MiB), 404 for everything else. */
+function plainListener(runtime: WorkerRuntime): NodeListener {
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  app.post(
+    '/session/end',
+    bodyLimit({
+      maxSize: PLAIN_BODY_LIMIT_BYTES,
+      onError: () => {
+        throw bodyTooLarge(PLAIN_BODY_LIMIT_BYTES);
+      },
+    }),
+    sessionEndHandler(runtime),
+  );
+  app.notFound(notFoundHandler);
+  app.onError(routeErrorHandler(runtime.logger));
+  return getRequestListener(app.fetch, { overrideGlobalObjects: false });
+}
+
+function listen(server: AnyServer, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) =>
+      reject(
+        new StartupError(`cannot listen on ${host}:${port}: ${error.message}`, { cause: error }),
+      );
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function closer(server: AnyServer): { stopAccepting(): void; close(): Promise<void> } {
+  let closed: Promise<void> | undefined;
+  const stop = () =>
+    (closed ??= new Promise<void>((resolve) => {
+      // The callback gets an error when the server never listened; closed is closed either way.
+      server.close(() => resolve());
+    }));
+  return {
+    stopAccepting() {
+      void stop();
+      server.closeIdleConnections();
+    },
+    async close() {
+      const done = stop();
+      server.closeAllConnections();
+      await done;
+    },
+  };
+}
