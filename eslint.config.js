@@ -19,7 +19,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/lib/*/**', '**/lib/internal/**', '**/src/**'], message: 'Workers import lib/index.ts only.' }] },
+        {
+          patterns: [
+            {
+              group: ['**/lib/*/**', '**/lib/internal/**', '**/src/**'],
+              message: 'Workers import lib/index.ts only.',
+            },
+          ],
+        },
       ],
     },
   },

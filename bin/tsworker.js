@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the built CLI when dist/ exists (production installs), otherwise the TypeScript sources through tsx.
 import { existsSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL, URL } from 'node:url';
 
 const built = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
 if (existsSync(built)) {

@@ -37,7 +37,7 @@ export {
 } from './errors.ts';
 
 /** Workload helpers. */
-export { countTokens, warmTokenizer } from './tokenizer.ts';
+export { countTokens, countTokensWithTiktoken, warmTokenizer } from './tokenizer.ts';
 export { randomPrompt } from './presets/prompts.ts';
 
 /** Configuration and running a worker (used by the CLI, tests and embedders). */

@@ -85,6 +85,8 @@ export class Accounting {
   #nextId = 1;
   #receivedCount = 0;
   readonly #recentReqnums = new Set<number>();
+  readonly #reqnumRing: (number | undefined)[] = new Array<number | undefined>(RECEIVED_WINDOW);
+  #ringNext = 0;
   readonly #listeners: ((event: AccountingEvent) => void)[] = [];
   readonly #now: () => number;
 
@@ -236,10 +238,11 @@ export class Accounting {
     if (reqnum === null || this.#recentReqnums.has(reqnum)) return;
     this.#receivedCount += 1;
     this.#recentReqnums.add(reqnum);
-    if (this.#recentReqnums.size > RECEIVED_WINDOW) {
-      const oldest = this.#recentReqnums.values().next().value;
-      if (oldest !== undefined) this.#recentReqnums.delete(oldest);
-    }
+    // A ring of the last RECEIVED_WINDOW reqnums decides which to forget, in O(1).
+    const evicted = this.#reqnumRing[this.#ringNext];
+    if (evicted !== undefined) this.#recentReqnums.delete(evicted);
+    this.#reqnumRing[this.#ringNext] = reqnum;
+    this.#ringNext = (this.#ringNext + 1) % RECEIVED_WINDOW;
   }
 
   #epochSeconds(): number {

@@ -94,7 +94,10 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
     const controller = new AbortController();
     deps.inFlight?.add(controller);
     const onClose = () => {
-      if (!response.writableFinished) controller.abort(new ClientGoneError());
+      // Unfinished and not destroyed by us (an upstream failure sets `errored`): the client left.
+      if (!response.writableFinished && response.errored === null) {
+        controller.abort(new ClientGoneError());
+      }
     };
     response.once('close', onClose);
 

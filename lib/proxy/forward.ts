@@ -1,6 +1,5 @@
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Dispatcher } from 'undici';
 import { upstreamTimeout, upstreamUnavailable } from '../errors.ts';
@@ -63,7 +62,7 @@ export async function pipeModelResponse(
   const headers = clientResponseHeaders(upstream.headers);
   Object.assign(headers, extraHeaders);
   response.writeHead(upstream.statusCode, headers);
-  await pipeline(upstream.body, response);
+  await pipeBody(upstream.body, response);
 }
 
 /** Converts the undici response into a Web Response for a handler's `transformResponse`. */
@@ -100,5 +99,50 @@ export async function sendWebResponse(
     response.end();
     return;
   }
-  await pipeline(Readable.fromWeb(web.body as NodeReadableStream), response);
+  await pipeBody(Readable.fromWeb(web.body as NodeReadableStream), response);
+}
+
+/** The reason `pipeBody` rejects when the client leaves before the response is complete. */
+export class ResponseClosedError extends Error {
+  constructor() {
+    super('the client closed the connection before the response was complete');
+    this.name = 'ResponseClosedError';
+  }
+}
+
+/**
+ * Pipes a body to the client chunk by chunk, with backpressure. Resolves when the response has
+ * finished; rejects when the source fails (the response is then destroyed, so the client sees a
+ * broken stream, not a clean end) or the client leaves (the source is then destroyed, which
+ * aborts the model request). stream/promises' pipeline does the same but allocates an
+ * AbortController and a DOMException per response, which showed up in profiles.
+ */
+export function pipeBody(source: Readable, response: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      source.off('error', onSourceError);
+      response.off('finish', onFinish);
+      response.off('close', onClose);
+    };
+    const onFinish = () => {
+      cleanup();
+      resolve();
+    };
+    const onSourceError = (error: Error) => {
+      cleanup();
+      response.destroy(error);
+      reject(error);
+    };
+    const onClose = () => {
+      if (response.writableFinished) return;
+      cleanup();
+      source.unpipe(response);
+      source.destroy();
+      reject(new ResponseClosedError());
+    };
+    source.on('error', onSourceError);
+    response.on('finish', onFinish);
+    response.on('close', onClose);
+    source.pipe(response);
+  });
 }

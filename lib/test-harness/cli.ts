@@ -573,7 +573,9 @@ export async function runTestLoad(
       try {
         await writeFile(options.json, text);
       } catch (error) {
-        throw new RunError(`--json ${options.json}: ${error instanceof Error ? error.message : String(error)}`);
+        throw new RunError(
+          `--json ${options.json}: ${error instanceof Error ? error.message : String(error)}`,
+        );
       }
     }
   }

@@ -60,43 +60,51 @@ export interface RouteNotReady {
 
 export type RouteResponse = RouteReady | RouteNotReady;
 
-/** POST /worker_status/ body: the 17 fields, in the order the worker sends them (protocol §8.2). */
-export interface WorkerStatusBody {
-  id: number;
-  mtoken: string | null;
-  version: string;
-  loadtime: number;
-  cur_load: number;
-  rej_load: number;
-  new_load: number;
-  error_msg: string;
-  max_perf: number;
-  cur_perf: number;
-  cur_capacity: number;
-  max_capacity: number;
-  num_requests_working: number;
-  /** Misspelled on the wire, kept for compatibility. */
-  num_requests_recieved: number;
-  additional_disk_usage: number;
-  working_request_idxs: number[];
-  url: string;
-}
-
-export interface DeleteRequestEntry {
-  request_idx: number;
-  success: boolean;
-  status: string;
-  entered_queue_at: number;
-  work_started_at: number | null;
-  work_completed_at: number | null;
-}
+/**
+ * The wire contract as the autoscaler checks it, independently of the worker's own types:
+ * `/worker_status/` with its 17 fields (protocol §8.2) and `/delete_requests/` in the newest format
+ * (§13). Strict: an extra field is a problem too.
+ */
+const workerStatusSchema = z.strictObject({
+  id: z.number().int(),
+  mtoken: z.string().nullable(),
+  version: z.string(),
+  loadtime: z.number(),
+  cur_load: z.number(),
+  rej_load: z.number(),
+  new_load: z.number(),
+  error_msg: z.string(),
+  max_perf: z.number(),
+  cur_perf: z.number(),
+  cur_capacity: z.number(),
+  max_capacity: z.number(),
+  num_requests_working: z.number().int(),
+  num_requests_recieved: z.number().int(),
+  additional_disk_usage: z.number(),
+  working_request_idxs: z.array(z.number().int()),
+  url: z.string(),
+});
 
 /** POST /delete_requests/ body in the newest format (protocol §13). */
-export interface DeleteRequestsBody {
-  worker_id: number;
-  mtoken: string | null;
-  requests: DeleteRequestEntry[];
-}
+const deleteRequestsSchema = z.strictObject({
+  worker_id: z.number().int(),
+  mtoken: z.string().nullable(),
+  requests: z.array(
+    z.strictObject({
+      request_idx: z.number().int(),
+      success: z.boolean(),
+      status: z.string(),
+      entered_queue_at: z.number(),
+      work_started_at: z.number().nullable(),
+      work_completed_at: z.number().nullable(),
+    }),
+  ),
+});
+
+/** POST /worker_status/ body: the 17 fields, in the order the worker sends them. */
+export type WorkerStatusBody = z.infer<typeof workerStatusSchema>;
+export type DeleteRequestsBody = z.infer<typeof deleteRequestsSchema>;
+export type DeleteRequestEntry = DeleteRequestsBody['requests'][number];
 
 /**
  * One POST as received. `body` is whatever arrived, typed as the contract says it should be;
@@ -139,41 +147,6 @@ export interface LocalAutoscalerEvents {
   delete_requests: [ReportRecord<DeleteRequestsBody>];
   route: [RouteRecord];
 }
-
-const workerStatusSchema = z.strictObject({
-  id: z.number().int(),
-  mtoken: z.string().nullable(),
-  version: z.string(),
-  loadtime: z.number(),
-  cur_load: z.number(),
-  rej_load: z.number(),
-  new_load: z.number(),
-  error_msg: z.string(),
-  max_perf: z.number(),
-  cur_perf: z.number(),
-  cur_capacity: z.number(),
-  max_capacity: z.number(),
-  num_requests_working: z.number().int(),
-  num_requests_recieved: z.number().int(),
-  additional_disk_usage: z.number(),
-  working_request_idxs: z.array(z.number().int()),
-  url: z.string(),
-});
-
-const deleteRequestsSchema = z.strictObject({
-  worker_id: z.number().int(),
-  mtoken: z.string().nullable(),
-  requests: z.array(
-    z.strictObject({
-      request_idx: z.number().int(),
-      success: z.boolean(),
-      status: z.string(),
-      entered_queue_at: z.number(),
-      work_started_at: z.number().nullable(),
-      work_completed_at: z.number().nullable(),
-    }),
-  ),
-});
 
 const routeSchema = z.object({
   endpoint: z.string().min(1),

@@ -9,27 +9,24 @@ export interface JsonResponse {
 }
 
 /** POSTs a body (an object is sent as JSON, a string as it is) and reads the whole answer. */
-export async function post(
+export function post(
   url: string,
   body: unknown,
   headers: Record<string, string> = {},
 ): Promise<JsonResponse> {
-  const response = await request(url, {
+  return send(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
-  const text = await response.body.text();
-  return {
-    status: response.statusCode,
-    headers: response.headers as IncomingHttpHeaders,
-    text,
-    json: () => JSON.parse(text) as unknown,
-  };
 }
 
-export async function get(url: string): Promise<JsonResponse> {
-  const response = await request(url);
+export function get(url: string): Promise<JsonResponse> {
+  return send(url, { method: 'GET' });
+}
+
+async function send(url: string, options: Parameters<typeof request>[1]): Promise<JsonResponse> {
+  const response = await request(url, options);
   const text = await response.body.text();
   return {
     status: response.statusCode,
