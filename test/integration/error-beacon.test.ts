@@ -70,4 +70,15 @@ describe('the error beacon', () => {
     const report = await autoscaler.waitForReport((r) => r.error_msg !== '', 20_000);
     expect(report.error_msg).toMatch(/^Worker Server failed to launch: .*EADDRINUSE/);
   });
+
+  it('reports TLS files that cannot be loaded', async () => {
+    child = startCli('hello_world', {
+      USE_SSL: 'true',
+      SSL_CERT_FILE: '/nonexistent/instance.crt',
+      SSL_KEY_FILE: '/nonexistent/instance.key',
+    });
+    const report = await autoscaler.waitForReport((r) => r.error_msg !== '', 20_000);
+    expect(report.error_msg).toMatch(/^Worker Server failed to launch: Failed to get SSL Certificate/);
+    expect(report.url).toMatch(/^https:\/\//);
+  });
 });
