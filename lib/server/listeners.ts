@@ -7,7 +7,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
@@ -15,6 +14,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { bodyTooLarge, StartupError } from '../errors.ts';
 import { sessionEndHandler } from '../sessions/routes.ts';
 import type { WorkerRuntime } from './app.ts';
+import { listen } from '../internal/listen.ts';
 import { notFoundHandler, routeErrorHandler } from './on-error.ts';
 
 /** aiohttp's default client_max_size, which the reference's plain listener keeps (§3.1). */
@@ -64,8 +64,8 @@ export async function startListeners(
   let port: number;
   let httpPort: number;
   try {
-    port = await listen(main, config.workerPort, host);
-    httpPort = await listen(plain, config.workerHttpPort, host);
+    port = await bind(main, config.workerPort, host);
+    httpPort = await bind(plain, config.workerHttpPort, host);
   } catch (error) {
     await Promise.all([mainCloser.close(), plainCloser.close()]);
     throw error;
@@ -123,18 +123,13 @@ function plainListener(runtime: WorkerRuntime): NodeListener {
   return getRequestListener(app.fetch, { overrideGlobalObjects: false });
 }
 
-function listen(server: AnyServer, port: number, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) =>
-      reject(
-        new StartupError(`cannot listen on ${host}:${port}: ${error.message}`, { cause: error }),
-      );
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
+async function bind(server: AnyServer, port: number, host: string): Promise<number> {
+  try {
+    return (await listen(server, port, host)).port;
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new StartupError(`cannot listen on ${host}:${port}: ${detail}`, { cause: error });
+  }
 }
 
 function closer(server: AnyServer): { stopAccepting(): void; close(): Promise<void> } {

@@ -8,12 +8,12 @@
  * beyond the response itself.
  */
 import { EventEmitter } from 'node:events';
-import { appendFileSync, realpathSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
+import { isEntryPoint } from '../../lib/index.ts';
+import { httpUrl, listen } from '../../lib/internal/listen.ts';
 
 export type FailureInjection =
   | { kind: 'none' }
@@ -270,17 +270,9 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
   }
 
   async listen(host = '127.0.0.1', port = 0): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = this.#server.address() as AddressInfo;
+    const address = await listen(this.#server, port, host);
     this.#port = address.port;
-    const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    this.#url = `http://${shownHost}:${address.port}`;
+    this.#url = httpUrl(address);
     this.#startLoading();
   }
 
@@ -599,17 +591,7 @@ export async function main(): Promise<ExampleModelServer> {
   return server;
 }
 
-export function isMainModule(moduleUrl: string): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return moduleUrl === pathToFileURL(realpathSync(entry)).href;
-  } catch {
-    return moduleUrl === pathToFileURL(entry).href;
-  }
-}
-
-if (isMainModule(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   main().catch((error: unknown) => {
     process.stderr.write(`example model server: ${String(error)}\n`);
     process.exit(1);

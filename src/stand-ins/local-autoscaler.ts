@@ -8,11 +8,11 @@ import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { canonicalMessage, signMessage } from '../../lib/auth/index.ts';
 import type { AuthMode, PyJsonValue } from '../../lib/auth/index.ts';
-import { isMainModule } from './example-model-server.ts';
+import { isEntryPoint } from '../../lib/index.ts';
+import { httpUrl, listen } from '../../lib/internal/listen.ts';
 
 export type { AuthMode };
 
@@ -386,17 +386,9 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
   }
 
   async listen(host = '127.0.0.1', port = 0): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = this.#server.address() as AddressInfo;
+    const address = await listen(this.#server, port, host);
     this.#port = address.port;
-    const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    this.#url = `http://${shownHost}:${address.port}`;
+    this.#url = httpUrl(address);
   }
 
   close(): Promise<void> {
@@ -587,7 +579,7 @@ export async function main(): Promise<LocalAutoscaler> {
   return autoscaler;
 }
 
-if (isMainModule(import.meta.url)) {
+if (isEntryPoint(import.meta.url)) {
   main().catch((error: unknown) => {
     process.stderr.write(`local autoscaler: ${String(error)}\n`);
     process.exit(1);
