@@ -1,4 +1,5 @@
-import { get_encoding, type Tiktoken } from 'tiktoken';
+import { createRequire } from 'node:module';
+import type { Tiktoken } from 'tiktoken/lite';
 
 /**
  * Token counting for workload estimates, exact to tiktoken's cl100k_base (the encoder ships inside
@@ -26,15 +27,39 @@ const MAX_CACHED_PIECE_LENGTH = 64;
 
 let encoder: Tiktoken | undefined;
 const pieceCounts = new Map<string, number>();
+const require = createRequire(import.meta.url);
+
+interface Cl100kRanks {
+  readonly bpe_ranks: string;
+  readonly special_tokens: Record<string, number>;
+  readonly pat_str: string;
+}
+
+/**
+ * tiktoken's "lite" build with only cl100k_base's ranks: its WebAssembly is a fifth of the full
+ * build's, which embeds every encoding. Loaded on first use, so a worker that never counts tokens
+ * never pays the ~50 MB the encoder takes.
+ */
+function loadEncoder(): Tiktoken {
+  const { Tiktoken: Encoder } = require('tiktoken/lite') as {
+    Tiktoken: new (ranks: string, special: Record<string, number>, pattern: string) => Tiktoken;
+  };
+  const ranksFile = require.resolve('tiktoken/encoders/cl100k_base.json');
+  const ranks = require(ranksFile) as Cl100kRanks;
+  const built = new Encoder(ranks.bpe_ranks, ranks.special_tokens, ranks.pat_str);
+  // The encoder holds its own copy of the ranks; let the JSON go.
+  Reflect.deleteProperty(require.cache, ranksFile);
+  return built;
+}
 
 /** Builds the encoder now, so the first request does not pay for it (tens of milliseconds). */
 export function warmTokenizer(): void {
-  encoder ??= get_encoding('cl100k_base');
+  encoder ??= loadEncoder();
 }
 
 /** Number of cl100k_base tokens in `text`, as tiktoken's `encode_ordinary` counts them. */
 export function countTokens(text: string): number {
-  const tiktoken = (encoder ??= get_encoding('cl100k_base'));
+  const tiktoken = (encoder ??= loadEncoder());
   // One shared global regex: countTokens is synchronous, so no other call can move lastIndex meanwhile.
   const pattern = CL100K_PIECE;
   pattern.lastIndex = 0;
@@ -56,6 +81,6 @@ export function countTokens(text: string): number {
 
 /** tiktoken's own count of the whole text, without the piece cache: the reference for tests. */
 export function countTokensWithTiktoken(text: string): number {
-  const tiktoken = (encoder ??= get_encoding('cl100k_base'));
+  const tiktoken = (encoder ??= loadEncoder());
   return tiktoken.encode_ordinary(text).length;
 }

@@ -13,7 +13,7 @@ import { currentThroughput } from '../pipeline/admit.ts';
 import { envelopeRulesFor } from '../pipeline/validate.ts';
 import { InFlightRequests } from '../pipeline/in-flight.ts';
 import { createPipeline, type RequestObserver, type RequestSummary } from '../pipeline/index.ts';
-import { basePath, createModelPool } from '../proxy/index.ts';
+import { basePath, createModelPool, describeUpstreamError } from '../proxy/index.ts';
 import { FifoQueue } from '../queue/index.ts';
 import { ReadinessState } from '../readiness/state.ts';
 import { mountSessionRoutes } from '../sessions/routes.ts';
@@ -105,13 +105,17 @@ export function createWorkerApp(
   const now = deps.now ?? Date.now;
   const modelServerUrl = config.modelServerUrl ?? worker.modelServerUrl;
   let boundPort: number | undefined;
+  const accounting = new Accounting({ now });
+  const readiness = new ReadinessState({ now });
+  const reportedUrl = (): string =>
+    publicUrl(boundPort === undefined ? config : { ...config, publicPort: boundPort });
   const runtime: WorkerRuntime = {
     worker,
     config,
     modelServerUrl,
     logger,
-    accounting: new Accounting({ now }),
-    readiness: new ReadinessState({ now }),
+    accounting,
+    readiness,
     fifo: new FifoQueue(),
     sessions: new SessionStore({ now }),
     dispatcher:
@@ -120,30 +124,29 @@ export function createWorkerApp(
     assumedThroughput: config.assumedThroughput ?? worker.assumedThroughput,
     now,
     observers: [requestLogger(logger)],
-    publicUrl: () =>
-      publicUrl(boundPort === undefined ? config : { ...config, publicPort: boundPort }),
+    publicUrl: reportedUrl,
     setBoundPort: (port) => {
       if (config.publicPort === 0) boundPort = port;
     },
-    reporter: undefined,
+    reporter:
+      config.reportAddrs.length === 0
+        ? undefined
+        : new Reporter({
+            addrs: config.reportAddrs,
+            workerId: config.containerId,
+            mtoken: config.masterToken,
+            url: reportedUrl,
+            accounting,
+            readiness,
+            logger,
+            now,
+            tickMs: config.timings.reportTick * 1000,
+            idleMs: config.timings.reportIdle * 1000,
+            timeoutMs: config.timings.reportTimeout * 1000,
+            retryDelayMs: config.timings.reportRetryDelay * 1000,
+          }),
     inFlight: new InFlightRequests(),
   };
-  if (config.reportAddrs.length > 0) {
-    (runtime as { reporter: Reporter | undefined }).reporter = new Reporter({
-      addrs: config.reportAddrs,
-      workerId: config.containerId,
-      mtoken: config.masterToken,
-      url: runtime.publicUrl,
-      accounting: runtime.accounting,
-      readiness: runtime.readiness,
-      logger,
-      now,
-      tickMs: config.timings.reportTick * 1000,
-      idleMs: config.timings.reportIdle * 1000,
-      timeoutMs: config.timings.reportTimeout * 1000,
-      retryDelayMs: config.timings.reportRetryDelay * 1000,
-    });
-  }
 
   const pipelineDeps = {
     accounting: runtime.accounting,
@@ -183,11 +186,19 @@ export function createWorkerApp(
   for (const route of worker.extraRoutes) {
     app.on(route.method, route.path, async (c) => {
       if ('respond' in route) return route.respond(c.req.raw);
-      const upstream = await runtime.dispatcher.request({
-        method: 'GET',
-        path: basePath(modelServerUrl) + route.forward,
-      });
-      const body = await upstream.body.text();
+      const signal = c.req.raw.signal;
+      let upstream: Dispatcher.ResponseData;
+      let body: string;
+      try {
+        upstream = await runtime.dispatcher.request({
+          method: route.method,
+          path: basePath(modelServerUrl) + route.forward,
+          signal,
+        });
+        body = await upstream.body.text();
+      } catch (error) {
+        throw describeUpstreamError(error, signal);
+      }
       return new Response(body, {
         status: upstream.statusCode,
         headers: { 'content-type': String(upstream.headers['content-type'] ?? 'text/plain') },
@@ -197,9 +208,13 @@ export function createWorkerApp(
   for (const route of handlerRoutes.keys()) {
     // Handler routes are POST only; say so instead of a bare 404 (protocol §3.1).
     app.all(route, (c) =>
-      c.json({ error: `method ${c.req.method} not allowed`, code: 'TSW_ERR_NOT_FOUND' }, 405, {
-        allow: 'POST',
-      }),
+      c.json(
+        { error: `method ${c.req.method} not allowed`, code: 'TSW_ERR_METHOD_NOT_ALLOWED' },
+        405,
+        {
+          allow: 'POST',
+        },
+      ),
     );
   }
   app.notFound(notFoundHandler);

@@ -2,7 +2,6 @@ import { fetchPublicKey } from '../auth/index.ts';
 import type { ResolvedConfig } from '../config.ts';
 import { basePath } from '../proxy/index.ts';
 import { ReadinessSequence } from '../readiness/sequence.ts';
-import { warmTokenizer } from '../tokenizer.ts';
 import type { ResolvedWorker } from '../worker.ts';
 import { DEFAULT_SESSION_GC_INTERVAL_MS, startSessionGc } from '../sessions/routes.ts';
 import { createWorkerApp, type WorkerDeps, type WorkerRuntime } from './app.ts';
@@ -33,7 +32,7 @@ export interface RunningWorker {
 }
 
 /**
- * Runs a worker: listens, fetches the public key, warms the tokenizer. Everything it starts,
+ * Runs a worker: listens, fetches the public key, starts readiness and reporting. Everything it starts,
  * `close()` stops.
  */
 export async function startWorker(
@@ -43,7 +42,6 @@ export async function startWorker(
 ): Promise<RunningWorker> {
   const { listener, runtime } = createWorkerApp(worker, config, deps);
   const log = runtime.logger.child({ component: 'server' });
-  warmTokenizer();
 
   // HTTPS when USE_SSL, plus the plain /session/end listener; a bad TLS pair throws here.
   const listeners = await startListeners(runtime, listener);

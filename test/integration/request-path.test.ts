@@ -184,6 +184,7 @@ describe('the request path through hello_world', () => {
     const unknown = await post(`${stack.worker.url}/nope`, {});
     expect(unknown.status).toBe(404);
     expect(unknown.json()).toMatchObject({ code: 'TSW_ERR_NOT_FOUND' });
+    expect(wrongMethod.json()).toMatchObject({ code: 'TSW_ERR_METHOD_NOT_ALLOWED' });
   });
 });
 
@@ -202,6 +203,12 @@ describe('a worker whose model server is down', () => {
         origin: 'model',
       });
       expect(stack.worker.runtime.accounting.totals.errored).toBeGreaterThan(0);
+      const health = await get(`${stack.worker.url}/healthcheck`);
+      expect(health.status).toBe(502);
+      expect(health.json()).toMatchObject({
+        code: 'TSW_ERR_UPSTREAM_UNAVAILABLE',
+        origin: 'model',
+      });
     } finally {
       await stack.close();
     }

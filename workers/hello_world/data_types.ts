@@ -1,4 +1,7 @@
-import { countTokens, randomPrompt, z } from '../../lib/index.ts';
+import { countTokens, randomPrompt, warmTokenizer, z } from '../../lib/index.ts';
+
+// Build the tokenizer when the worker loads, not on its first request.
+warmTokenizer();
 
 /** The model server's API contract: `{prompt, max_response_tokens}` for both routes. */
 export const InputData = z.object({
