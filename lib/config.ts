@@ -92,8 +92,14 @@ const strtobool = z.string().transform((value, ctx) => {
   return z.NEVER;
 });
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positive = z.coerce.number().positive();
+const port = z.coerce
+  .number({ error: 'must be a port number (0-65535)' })
+  .int({ error: 'must be a port number (0-65535)' })
+  .min(0, { error: 'must be a port number (0-65535)' })
+  .max(65535, { error: 'must be a port number (0-65535)' });
+const positive = z.coerce
+  .number({ error: 'must be a positive number' })
+  .positive({ error: 'must be a positive number' });
 
 const envSchema = z.object({
   WORKER_PORT: port.default(3000),
@@ -176,8 +182,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     if (cleaned['PUBLIC_IPADDR'] === undefined)
       problems.push('PUBLIC_IPADDR: required when REPORT_ADDR is set');
   }
-  const unsecured = parsed.success ? parsed.data.UNSECURED : false;
-  if (parsed.success && !unsecured && reportAddrs.length === 0) {
+  // Judged on its own, so a bad WORKER_PORT does not hide a missing REPORT_ADDR.
+  const unsecured = strtobool.safeParse(cleaned['UNSECURED'] ?? 'false');
+  if (unsecured.success && !unsecured.data && reportAddrs.length === 0) {
     problems.push('REPORT_ADDR: required to fetch the public key unless UNSECURED=true');
   }
   const workerPort = parsed.success ? parsed.data.WORKER_PORT : 3000;

@@ -37,6 +37,12 @@ describe('configuration from the environment', () => {
     expect(() => loadConfig({})).toThrow(/REPORT_ADDR: required/);
   });
 
+  it('reports a missing REPORT_ADDR together with an unrelated bad variable', () => {
+    expect(() => loadConfig({ WORKER_PORT: 'abc' })).toThrow(
+      /WORKER_PORT[\s\S]*REPORT_ADDR: required/,
+    );
+  });
+
   it('treats an empty string as unset', () => {
     const config = loadConfig({ UNSECURED: 'true', MASTER_TOKEN: '', WORKER_PORT: '' });
     expect(config.masterToken).toBeUndefined();
