@@ -202,9 +202,10 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
       deps.accounting.succeeded(record);
       outcome = 'success';
     } catch (error) {
-      if (controller.signal.aborted && record !== undefined && started) {
+      if (controller.signal.aborted) {
+        // Abandoned, at any step: the client left, the session closed, or the drain ran out of time.
         outcome = 'cancelled';
-        deps.accounting.cancelled(record);
+        if (record !== undefined && started) deps.accounting.cancelled(record);
         const reason: unknown = controller.signal.reason;
         if (reason instanceof SessionClosedError && !response.headersSent) {
           failure = invalidSession();

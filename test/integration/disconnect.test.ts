@@ -1,8 +1,9 @@
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineHandler, defineWorker } from '../../lib/index.ts';
+import { defineHandler, defineWorker, type RequestSummary } from '../../lib/index.ts';
 import { countWorkload, InputData } from '../../workers/hello_world/data_types.ts';
-import { postStreaming } from '../helpers/request.ts';
+import { post, postStreaming } from '../helpers/request.ts';
 import { startStack, type TestStack } from '../helpers/stack.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -98,6 +99,32 @@ describe('client disconnects abort the upstream request and count as cancelled',
     } finally {
       stack.model.off('request', onRequest);
       stack.model.configure({ tokenDelayMs: 0 });
+    }
+  });
+});
+
+describe('a client that leaves while still sending its body', () => {
+  it('is counted as cancelled (499), not as an internal error, and the worker keeps serving', async () => {
+    const stack = await startStack();
+    const summaries: RequestSummary[] = [];
+    stack.worker.runtime.observers.push((summary) => summaries.push(summary));
+    try {
+      const socket = connect(stack.worker.port, '127.0.0.1');
+      await once(socket, 'connect');
+      socket.write(
+        'POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"auth_data":',
+      );
+      await waitFor(() => stack.worker.runtime.inFlight.size === 1, { label: 'request arrived' });
+      socket.destroy();
+      const summary = await waitFor(() => summaries[0], { label: 'request summary' });
+      expect(summary).toMatchObject({ outcome: 'cancelled', status: 499, errorCode: undefined });
+      const ok = await post(`${stack.worker.url}/generate`, {
+        auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 1 }),
+        payload: { prompt: 'still here', max_response_tokens: 1 },
+      });
+      expect(ok.status).toBe(200);
+    } finally {
+      await stack.close();
     }
   });
 });
