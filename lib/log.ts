@@ -14,17 +14,24 @@ const TOKEN_KEYS = ['mtoken', 'masterToken', 'MASTER_TOKEN'];
 const SECRET_KEYS = ['signature', 'session_auth', 'authorization', 'Authorization'];
 
 /**
- * Redaction paths: each key at the top level and up to three objects deep, which covers
- * `auth_data.signature`, `body.auth_data.signature` and `req.headers.authorization`.
- * (fast-redact has no recursive wildcard, so the depth is spelled out.)
+ * Redaction paths: each key at the top level and one object down, plus the deeper shapes this
+ * code base logs (`*.auth_data.signature`, `*.headers.authorization`). Spelled out rather than
+ * wildcarded further: every `*.*` level makes redaction walk the whole logged object on every line,
+ * which cost ~35 µs per request line.
  */
-const REDACTED_PATHS = [...TOKEN_KEYS, ...SECRET_KEYS].flatMap((key) => [
-  key,
-  `*.${key}`,
-  `*.*.${key}`,
-  `*.*.*.${key}`,
-]);
+const REDACTED_PATHS = [
+  ...[...TOKEN_KEYS, ...SECRET_KEYS].flatMap((key) => [key, `*.${key}`]),
+  'auth_data.signature',
+  '*.auth_data.signature',
+  'headers.authorization',
+  '*.headers.authorization',
+];
 const TOKEN_KEY_SET = new Set(TOKEN_KEYS);
+
+function censorSecret(value: unknown, path: string[]): string {
+  const key = path.at(-1) ?? '';
+  return TOKEN_KEY_SET.has(key) && typeof value === 'string' ? maskToken(value) : '[masked]';
+}
 
 export interface LoggerOptions {
   level?: LogLevel;
@@ -41,7 +48,7 @@ const namesComponent = new WeakMap<object, boolean>();
  * Creates the root logger. Every line carries `time` (ISO 8601), `level` (as a word), `component`
  * and `message`; request lines add `requestId`, `route`, `status`, `workload` and durations.
  * Child loggers set `component`; lines without one get `component: "worker"`. Tokens and
- * signatures are masked wherever they appear in a logged object, up to three levels deep.
+ * signatures are masked at the top level, one object down, and in `auth_data` and `headers`.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const usePretty = options.pretty ?? process.stdout.isTTY === true;
@@ -64,12 +71,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       formatters: { level: (label) => ({ level: label }) },
       redact: {
         paths: REDACTED_PATHS,
-        censor: (value: unknown, path: string[]) => {
-          const key = path.at(-1) ?? '';
-          return TOKEN_KEY_SET.has(key) && typeof value === 'string'
-            ? maskToken(value)
-            : '[masked]';
-        },
+        censor: censorSecret,
       },
       mixin: (mergeObject, _level, logger) => {
         let named = namesComponent.get(logger);
@@ -81,6 +83,18 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       },
     },
     destination,
+  );
+}
+
+/**
+ * A child logger for lines logged once per request: only top-level keys are redacted. Their
+ * fields are known (ids, route, status, durations) and hold no secret, and wildcard redaction
+ * would walk every line's object, several times the cost of writing it.
+ */
+export function hotPathLogger(logger: Logger, component: string): Logger {
+  return logger.child(
+    { component },
+    { redact: { paths: [...TOKEN_KEYS, ...SECRET_KEYS], censor: censorSecret } },
   );
 }
 

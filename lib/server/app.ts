@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import { SignatureVerifier } from '../auth/index.ts';
 import { publicUrl, type ResolvedConfig } from '../config.ts';
 import { DefinitionError } from '../errors.ts';
-import { silentLogger, type Logger } from '../log.ts';
+import { hotPathLogger, silentLogger, type Logger } from '../log.ts';
 import { Accounting } from '../metrics/accounting.ts';
 import { createPrometheusMetrics } from '../metrics/prometheus.ts';
 import { Reporter } from '../metrics/reporter.ts';
@@ -239,7 +239,7 @@ export function createWorkerApp(
 }
 
 function requestLogger(logger: Logger): RequestObserver {
-  const log = logger.child({ component: 'request' });
+  const log = hotPathLogger(logger, 'request');
   return (summary: RequestSummary) => {
     if (!log.isLevelEnabled('info')) return;
     log.info(

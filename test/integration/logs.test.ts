@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, type Logger } from '../../lib/index.ts';
 import type { LogLevel } from '../../lib/config.ts';
+import { hotPathLogger } from '../../lib/log.ts';
 import { post } from '../helpers/request.ts';
 import { startStack, type TestStack } from '../helpers/stack.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -91,6 +92,20 @@ describe('the log format', () => {
       req: { headers: { authorization: '[masked]' } },
     });
     expect(short).toMatchObject({ mtoken: '*****' });
+  });
+
+  it('still masks top-level secrets on the per-request logger, which skips nested redaction for speed', () => {
+    const { logger, lines } = capture();
+    hotPathLogger(logger, 'request').info(
+      { requestId: 'r-1', mtoken: 'mt-supersecret-0123456789', signature: 'c2ln' },
+      'request',
+    );
+    expect(parse(lines)[0]).toMatchObject({
+      component: 'request',
+      requestId: 'r-1',
+      mtoken: 'mt-supe...',
+      signature: '[masked]',
+    });
   });
 
   it('writes human-readable lines instead when asked (the default on a terminal)', () => {
