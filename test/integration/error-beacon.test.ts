@@ -78,7 +78,9 @@ describe('the error beacon', () => {
       SSL_KEY_FILE: '/nonexistent/instance.key',
     });
     const report = await autoscaler.waitForReport((r) => r.error_msg !== '', 20_000);
-    expect(report.error_msg).toMatch(/^Worker Server failed to launch: Failed to get SSL Certificate/);
+    expect(report.error_msg).toMatch(
+      /^Worker Server failed to launch: Failed to get SSL Certificate/,
+    );
     expect(report.url).toMatch(/^https:\/\//);
   });
 });
