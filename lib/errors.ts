@@ -103,7 +103,10 @@ export function overloaded(estimatedWaitSeconds: number, maxQueueTime: number): 
   });
 }
 
-export function draining(retryAfterSeconds: number): WorkerError {
+/** How soon a client refused during a drain should retry (elsewhere, through the autoscaler). */
+export const DRAIN_RETRY_AFTER_SECONDS = 5;
+
+export function draining(retryAfterSeconds = DRAIN_RETRY_AFTER_SECONDS): WorkerError {
   return new WorkerError({
     status: 503,
     code: 'TSW_ERR_DRAINING',

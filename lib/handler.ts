@@ -125,6 +125,9 @@ export interface ResolvedHandler {
 }
 
 export const DEFAULT_WORKLOAD = 100;
+
+/** The handlers defineHandler returned: only these pass through it unchanged. */
+const resolvedHandlers = new WeakSet<ResolvedHandler>();
 export const DEFAULT_MAX_QUEUE_TIME = 30;
 
 const routeSchema = z.string().regex(/^\/[^\s?#]*$/, 'must start with "/" and have no query');
@@ -174,7 +177,13 @@ export function defineHandler(definition: EndpointHandler | ResolvedHandler): Re
 export function defineHandler<Schema extends z.ZodType>(
   definition: HandlerOptions<Schema> | EndpointHandler<Schema> | ResolvedHandler,
 ): ResolvedHandler {
-  if ('kind' in definition && definition.kind === 'resolved-handler') return definition;
+  if ('kind' in definition && definition.kind === 'resolved-handler') {
+    if (resolvedHandlers.has(definition)) return definition;
+    // `{ ...defined, route: '/other' }` would keep the old modelPath and skip validation.
+    throw new DefinitionError(
+      `handler ${String(definition.route)}: spread the handler's options, not a defined handler`,
+    );
+  }
   const source = definition as HandlerOptions<Schema>;
   const label = typeof source.route === 'string' ? source.route : '(no route)';
   const checked = optionsSchema.safeParse({
@@ -207,7 +216,7 @@ export function defineHandler<Schema extends z.ZodType>(
     source,
   );
   const benchmark = resolveBenchmark(route, source.benchmark, source);
-  return Object.freeze({
+  const resolved: ResolvedHandler = Object.freeze({
     kind: 'resolved-handler',
     route,
     modelPath: source.modelPath ?? route,
@@ -228,6 +237,8 @@ export function defineHandler<Schema extends z.ZodType>(
     predict: optionalFunction(route, 'predict', source.predict, source),
     benchmark,
   } satisfies ResolvedHandler);
+  resolvedHandlers.add(resolved);
+  return resolved;
 }
 
 function resolveBenchmark<Payload>(

@@ -80,7 +80,6 @@ export class Accounting {
   readonly toDelete: RequestRecord[] = [];
   /** A report should go out at the next tick. */
   updatePending = false;
-  lastRequestServedAt = 0;
 
   #nextId = 1;
   #receivedCount = 0;
@@ -210,7 +209,6 @@ export class Accounting {
       }
       this.toDelete.push(record);
     }
-    this.lastRequestServedAt = this.#now() / 1000;
     this.#emit({ kind: 'ended', record });
   }
 

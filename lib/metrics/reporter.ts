@@ -87,8 +87,6 @@ export class Reporter {
   #immediate = false;
   #stopped = false;
   #unsubscribe: (() => void) | undefined;
-  /** Reports that reached the autoscaler; for tests and logs. */
-  sentCount = 0;
 
   constructor(options: ReporterOptions) {
     this.#options = options;
@@ -195,7 +193,6 @@ export class Reporter {
         accounting.updatePending = false;
         const delivered = await this.#client.post('/worker_status/', body);
         if (delivered) {
-          this.sentCount += 1;
           this.#lastSentAt = this.#now();
           // Subtract what was reported rather than zeroing: work finished during the send still counts.
           for (const key of Object.keys(sent) as (keyof IntervalCounters)[])

@@ -62,8 +62,6 @@ export interface PipelineDeps {
   readonly logger: Logger;
   readonly envelopeRules: EnvelopeRules;
   readonly assumedThroughput: number;
-  /** Retry-After for requests refused while draining. */
-  readonly drainRetryAfterSeconds: number;
   readonly observers: readonly RequestObserver[];
   /** Where a graceful drain finds the requests to wait for, and to abort when time is up. */
   readonly inFlight?: InFlightRequests;
@@ -112,7 +110,7 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
     let failure: WorkerError | undefined;
 
     try {
-      if (deps.readiness.draining) throw draining(deps.drainRetryAfterSeconds);
+      if (deps.readiness.draining) throw draining();
       const rawBody = await readBody(request);
       const envelope = validateEnvelope(parseJson(rawBody), handler, deps.envelopeRules);
       const workload = measureWorkload(handler, envelope.payload, log);

@@ -26,17 +26,10 @@ export class HealthcheckLoop {
   #resolveFirst!: () => void;
   /** Resolves at the first 200. */
   readonly firstHealthy: Promise<void>;
-  /** Last status seen (0 for a connection failure), for logs and metrics. */
-  lastStatus: number | undefined;
-
   constructor(options: HealthcheckOptions) {
     this.#options = options;
     this.#log = options.logger.child({ component: 'healthcheck' });
     this.firstHealthy = new Promise((resolve) => (this.#resolveFirst = resolve));
-  }
-
-  get enabled(): boolean {
-    return this.#timer !== undefined;
   }
 
   enable(): void {
@@ -60,11 +53,9 @@ export class HealthcheckLoop {
         signal: AbortSignal.timeout(this.#options.timeoutMs),
       });
       await response.body.dump();
-      this.lastStatus = response.statusCode;
       if (response.statusCode !== 200)
         failure = `Healthcheck failed with status: ${response.statusCode}`;
     } catch (error) {
-      this.lastStatus = 0;
       failure = `Healthcheck failed with error: ${error instanceof Error ? error.message : String(error)}`;
     }
     if (this.#stopped) return;

@@ -159,7 +159,6 @@ export function createWorkerApp(
     logger,
     envelopeRules: envelopeRulesFor(config),
     assumedThroughput: runtime.assumedThroughput,
-    drainRetryAfterSeconds: 5,
     observers: runtime.observers,
     inFlight: runtime.inFlight,
   };

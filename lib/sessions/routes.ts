@@ -33,7 +33,6 @@ export const CLOSE_CALLBACK_TIMEOUT_MS = 10_000;
 /** Reference-length ids (§11.40), but from the CSPRNG: 13 × log2(62) ≈ 77 bits. */
 const SESSION_ID_LENGTH = 13;
 const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-const DRAIN_RETRY_AFTER_SECONDS = 5;
 
 export type SessionCloseReason = 'ended' | 'expired' | 'shutdown';
 
@@ -122,7 +121,7 @@ function createSession(
   rules: EnvelopeRules,
   rawBody: string,
 ): Response {
-  if (runtime.readiness.draining) throw draining(DRAIN_RETRY_AFTER_SECONDS);
+  if (runtime.readiness.draining) throw draining();
   const envelope = validateEnvelope(parseJson(rawBody), { payload: createPayload }, rules);
   const payload = envelope.payload as z.infer<typeof createPayload>;
   const authData = envelope.authData;

@@ -1,22 +1,18 @@
 import { defineHandler, defineWorker } from '../../lib/index.ts';
 import { countWorkload, forTest, InputData } from './data_types.ts';
 
+/** What both routes share: the payload, its workload in prompt tokens, and no FIFO. */
+const common = { payload: InputData, workload: countWorkload, allowParallel: true };
+
 /** `/generate`: the whole answer as JSON. Its benchmark measures the model's capacity. */
 const generate = defineHandler({
+  ...common,
   route: '/generate',
-  payload: InputData,
-  workload: countWorkload,
-  allowParallel: true,
   benchmark: { generator: forTest, runs: 3, concurrency: 10 },
 });
 
 /** `/generate_stream`: the same request, one token per SSE event, piped as it arrives. */
-const generateStream = defineHandler({
-  route: '/generate_stream',
-  payload: InputData,
-  workload: countWorkload,
-  allowParallel: true,
-});
+const generateStream = defineHandler({ ...common, route: '/generate_stream' });
 
 export default defineWorker({
   name: 'hello_world',
