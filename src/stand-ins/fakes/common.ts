@@ -484,6 +484,11 @@ export class FakeServer extends EventEmitter<FakeEvents> {
   };
   /** Called by `crash` and `close` so the engine can drop its work. */
   onStop: (() => void) | undefined;
+  /**
+   * Extra worker environment this fake needs beyond MODEL_SERVER_URL and MODEL_LOG (e.g. the
+   * ComfyUI fake's COMFYUI_URL); `tsworker dev` and the test stack pass it to the worker.
+   */
+  readonly workerEnv: Record<string, string> = {};
 
   constructor(engine: EngineBehaviour, options: FakeServerOptions = {}) {
     super();
