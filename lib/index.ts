@@ -16,7 +16,12 @@ export {
 } from './handler.ts';
 export {
   defineWorker,
+  defineWorkerFactory,
+  isWorkerFactory,
+  resolveWorker,
   LogAction,
+  type WorkerEnv,
+  type WorkerFactory,
   type WorkerOptions,
   type ResolvedWorker,
   type LogActionConfig,
@@ -38,7 +43,9 @@ export {
 
 /** Workload helpers. */
 export { countTokens, countTokensWithTiktoken, warmTokenizer } from './tokenizer.ts';
-export { randomPrompt } from './presets/prompts.ts';
+
+/** Presets for real model servers (vLLM, SGLang, llama.cpp, TGI, ComfyUI, Ollama, passthrough). */
+export * from './presets/index.ts';
 
 /** Configuration and running a worker (used by the CLI, tests and embedders). */
 export { loadConfig, publicUrl, ConfigError, type ResolvedConfig } from './config.ts';

@@ -48,7 +48,12 @@ export interface WorkerOptions {
   modelServerUrl: string;
   handlers: readonly AnyHandler[];
   logActions?: LogActionConfig;
-  /** Model-server path polled with GET once the model is loaded. Unset turns healthchecks off. */
+  /** The model's log when `MODEL_LOG` is unset, e.g. `/var/log/portal/vllm.log`. */
+  modelLog?: string;
+  /**
+   * Polled with GET once the model is loaded: a model-server path, or an absolute URL for a health
+   * route on another server. Unset turns healthchecks off.
+   */
   modelHealthcheckPath?: string;
   extraRoutes?: readonly ExtraRoute[];
   /** Open sessions allowed at once; `null` or 0 means unlimited. @default 10 */
@@ -72,6 +77,7 @@ export interface ResolvedWorker {
   readonly benchmarkHandler: ResolvedHandler | undefined;
   /** on_load patterns, then on_error, then on_info, each in list order (protocol §2.4). */
   readonly logActions: readonly (readonly [LogAction, string])[];
+  readonly modelLog: string | undefined;
   readonly modelHealthcheckPath: string | undefined;
   readonly extraRoutes: readonly ExtraRoute[];
   readonly maxSessions: number | null;
@@ -141,6 +147,7 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
       ...(actions.onError ?? []).map((p) => [LogAction.ModelError, p] as const),
       ...(actions.onInfo ?? []).map((p) => [LogAction.Info, p] as const),
     ]),
+    modelLog: source.modelLog || undefined,
     modelHealthcheckPath: source.modelHealthcheckPath || undefined,
     extraRoutes: Object.freeze([...(source.extraRoutes ?? [])]),
     maxSessions: maxSessions === 0 ? null : maxSessions,
@@ -148,4 +155,59 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
     lifecycle: source.lifecycle,
     shutdown: source.shutdown,
   } satisfies ResolvedWorker);
+}
+
+/** The environment a worker factory reads its settings from. */
+export type WorkerEnv = Readonly<Record<string, string | undefined>>;
+
+/**
+ * A worker whose definition depends on the environment (the engine presets read `MODEL_NAME`,
+ * `OPENAI_ROUTES`, `MODEL_LOAD_LOG_MSG`…). `tsworker start` calls `create` with the process's
+ * environment, after the rest of the configuration has been validated.
+ */
+export interface WorkerFactory {
+  readonly kind: 'worker-factory';
+  readonly name: string;
+  create(env: WorkerEnv): ResolvedWorker;
+}
+
+/**
+ * Defines a worker from the environment. `create` may throw `ConfigError` listing every bad
+ * variable; it runs once at start-up.
+ *
+ * @example
+ * export default defineWorkerFactory('my_engine', (env) => ({
+ *   name: 'my_engine',
+ *   modelServerUrl: env['MY_ENGINE_URL'] ?? 'http://127.0.0.1:18000',
+ *   handlers: [generate],
+ * }));
+ */
+export function defineWorkerFactory(
+  name: string,
+  create: (env: WorkerEnv) => WorkerOptions | ResolvedWorker,
+): WorkerFactory {
+  if (typeof name !== 'string' || name === '') {
+    throw new DefinitionError('worker factory: "name" must be a non-empty string');
+  }
+  return Object.freeze({
+    kind: 'worker-factory',
+    name,
+    create: (env: WorkerEnv) => defineWorker(create(env)),
+  });
+}
+
+export function isWorkerFactory(value: unknown): value is WorkerFactory {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { kind?: unknown }).kind === 'worker-factory'
+  );
+}
+
+/** A worker definition or factory, resolved against the environment. */
+export function resolveWorker(
+  definition: WorkerOptions | ResolvedWorker | WorkerFactory,
+  env: WorkerEnv,
+): ResolvedWorker {
+  return isWorkerFactory(definition) ? definition.create(env) : defineWorker(definition);
 }

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { Timings } from '../config.ts';
 import type { ResolvedBenchmark, ResolvedHandler } from '../handler.ts';
 import type { Logger } from '../log.ts';
@@ -52,6 +52,8 @@ export class ReadinessSequence {
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   readonly healthcheck: HealthcheckLoop | undefined;
+  /** A pool of its own when the health route lives on another server (an absolute URL). */
+  readonly #healthDispatcher: Dispatcher | undefined;
   #watcher: LogWatcher | undefined;
   #running: Promise<void> | undefined;
   #rerun = false;
@@ -60,12 +62,18 @@ export class ReadinessSequence {
     this.#options = options;
     this.#log = options.logger.child({ component: 'readiness' });
     const path = options.worker.modelHealthcheckPath;
+    const absolute = path !== undefined && /^https?:\/\//i.test(path) ? new URL(path) : undefined;
+    this.#healthDispatcher =
+      absolute === undefined ? undefined : new Pool(absolute.origin, { connections: 1 });
     this.healthcheck =
       path === undefined
         ? undefined
         : new HealthcheckLoop({
-            dispatcher: options.dispatcher,
-            path: options.modelBasePath + path,
+            dispatcher: this.#healthDispatcher ?? options.dispatcher,
+            path:
+              absolute === undefined
+                ? options.modelBasePath + path
+                : absolute.pathname + absolute.search,
             intervalMs: options.timings.healthcheckInterval * 1000,
             timeoutMs: options.timings.healthcheckTimeout * 1000,
             readiness: options.readiness,
@@ -131,6 +139,7 @@ export class ReadinessSequence {
   async stop(): Promise<void> {
     this.#stopping.abort();
     this.healthcheck?.stop();
+    await this.#healthDispatcher?.close();
     await this.#watcher?.stop();
     await this.#running?.catch(() => undefined);
   }

@@ -65,7 +65,7 @@ export async function startWorker(
     dispatcher: runtime.dispatcher,
     modelServerUrl: runtime.modelServerUrl,
     modelBasePath: basePath(runtime.modelServerUrl),
-    modelLog: config.modelLog,
+    modelLog: config.modelLog ?? worker.modelLog,
     benchmarkCacheFile: config.benchmarkCacheFile,
     timings: config.timings,
     assumedThroughput: runtime.assumedThroughput,

@@ -1,7 +1,12 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { defineWorker, DefinitionError, type ResolvedWorker } from '../../lib/index.ts';
+import {
+  DefinitionError,
+  resolveWorker,
+  type ResolvedWorker,
+  type WorkerEnv,
+} from '../../lib/index.ts';
 
 /** The package root: src/commands/ → ../.. (also right for dist/src/commands/ → dist). */
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -18,9 +23,13 @@ function candidateFiles(nameOrPath: string): string[] {
 
 /**
  * Loads a worker by folder name under workers/ (`hello_world`) or by path (a folder holding
- * server.ts, or the file itself). Its default export must be a worker definition.
+ * server.ts, or the file itself). Its default export must be a worker definition or a factory,
+ * which is given `env`.
  */
-export async function loadWorker(nameOrPath: string): Promise<ResolvedWorker> {
+export async function loadWorker(
+  nameOrPath: string,
+  env: WorkerEnv = process.env,
+): Promise<ResolvedWorker> {
   const file = candidateFiles(nameOrPath).find((candidate) => existsSync(candidate));
   if (file === undefined) {
     throw new DefinitionError(
@@ -35,5 +44,5 @@ export async function loadWorker(nameOrPath: string): Promise<ResolvedWorker> {
   ) {
     throw new DefinitionError(`${file} must export a worker definition as its default export`);
   }
-  return defineWorker(module.default as Parameters<typeof defineWorker>[0]);
+  return resolveWorker(module.default as Parameters<typeof resolveWorker>[0], env);
 }

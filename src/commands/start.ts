@@ -28,7 +28,7 @@ export async function startCommand(
   const logger = createLogger({ level: config.logLevel });
   let running: RunningWorker;
   try {
-    const worker = await loadWorker(workerName);
+    const worker = await loadWorker(workerName, env);
     running = await startWorker(worker, config, { logger });
   } catch (error) {
     // A worker that cannot start tells the autoscaler, every interval, until it is stopped (§1.2).
