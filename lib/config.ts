@@ -39,6 +39,8 @@ export interface ResolvedConfig {
   readonly assumedThroughput: number | undefined;
   /** `MAX_CONNECTIONS`: connections to the model server. @default 100 */
   readonly maxConnections: number;
+  /** `MAX_BODY_BYTES`: largest request body on any listener; 413 beyond it. @default 16 MiB */
+  readonly maxBodyBytes: number;
   /** `BENCHMARK_CACHE`: where the benchmark result is kept. @default .has_benchmark */
   readonly benchmarkCacheFile: string;
   /** `TERMINATION_GRACE_PERIOD_SECONDS`: drain time on SIGTERM. @default 300 */
@@ -76,6 +78,9 @@ export interface Timings {
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Fits a 128k-token prompt (about 0.5 MB) and several base64 images. */
+export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 
 const TRUE_WORDS = new Set(['y', 'yes', 't', 'true', 'on', '1']);
 const FALSE_WORDS = new Set(['n', 'no', 'f', 'false', 'off', '0']);
@@ -121,6 +126,11 @@ const envSchema = z.object({
   AUTH_MODE: z.enum(['current', 'legacy']).default('current'),
   ASSUMED_THROUGHPUT: positive.optional(),
   MAX_CONNECTIONS: z.coerce.number().int().positive().default(100),
+  MAX_BODY_BYTES: z.coerce
+    .number({ error: 'must be a whole number of bytes' })
+    .int({ error: 'must be a whole number of bytes' })
+    .positive({ error: 'must be a whole number of bytes' })
+    .default(DEFAULT_MAX_BODY_BYTES),
   BENCHMARK_CACHE: z.string().default('.has_benchmark'),
   TERMINATION_GRACE_PERIOD_SECONDS: z.coerce.number().nonnegative().default(300),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
@@ -213,6 +223,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     authMode: data.AUTH_MODE,
     assumedThroughput: data.ASSUMED_THROUGHPUT,
     maxConnections: data.MAX_CONNECTIONS,
+    maxBodyBytes: data.MAX_BODY_BYTES,
     benchmarkCacheFile: data.BENCHMARK_CACHE,
     terminationGracePeriodSeconds: data.TERMINATION_GRACE_PERIOD_SECONDS,
     logLevel: data.LOG_LEVEL,

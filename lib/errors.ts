@@ -130,6 +130,8 @@ export function bodyTooLarge(limitBytes: number): WorkerError {
     status: 413,
     code: 'TSW_ERR_BODY_TOO_LARGE',
     message: `request body exceeds ${limitBytes} bytes`,
+    // The rest of the body is never read, so the connection cannot be reused.
+    headers: { connection: 'close' },
   });
 }
 

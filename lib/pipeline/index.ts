@@ -16,9 +16,9 @@ import {
   type SessionStore,
 } from '../sessions/store.ts';
 import { admit } from './admit.ts';
-import { checkSignature } from './auth.ts';
+import { signatureProblem } from './auth.ts';
 import type { InFlightRequests } from './in-flight.ts';
-import { parseJson, readBody } from './parse.ts';
+import { BodyAbortedError, parseJson, readBody } from './parse.ts';
 import { sendError, sendJson, toWorkerError } from './respond.ts';
 import { validateEnvelope, type EnvelopeRules } from './validate.ts';
 import { measureWorkload } from './workload.ts';
@@ -26,7 +26,10 @@ import { measureWorkload } from './workload.ts';
 /**
  * The request pipeline (PyWorker's Backend), in the reference's order (protocol §1.3):
  *
- *   drain check ▶ parse ▶ validate ▶ workload ▶ session ▶ auth ▶ admit ▶ queue ▶ forward ▶ respond
+ *   drain check ▶ bounded read ▶ parse ▶ validate ▶ session ▶ auth ▶ workload ▶ admit ▶ queue
+ *   ▶ forward ▶ respond
+ *
+ * (the reference measures the workload before the signature; the statuses are the same).
  *
  * with accounting around it. Every failure becomes one JSON error through `sendError`; nothing a
  * request does can disturb another.
@@ -63,6 +66,8 @@ export interface PipelineDeps {
   readonly envelopeRules: EnvelopeRules;
   readonly assumedThroughput: number;
   readonly observers: readonly RequestObserver[];
+  /** `MAX_BODY_BYTES`: larger bodies get 413 and are not read. */
+  readonly maxBodyBytes: number;
   /** Where a graceful drain finds the requests to wait for, and to abort when time is up. */
   readonly inFlight?: InFlightRequests;
 }
@@ -111,10 +116,13 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
 
     try {
       if (deps.readiness.draining) throw draining();
-      const rawBody = await readBody(request);
+      const rawBody = await readBody(request, deps.maxBodyBytes);
       const envelope = validateEnvelope(parseJson(rawBody), handler, deps.envelopeRules);
-      const workload = measureWorkload(handler, envelope.payload, log);
       const authData = envelope.authData;
+      // The signature is checked before the workload is measured: the port is public, and an
+      // unsigned request must never reach the tokenizer. Its rejection counts no workload.
+      const forged = signatureProblem(deps.verifier, authData, rawBody);
+      const workload = forged === undefined ? measureWorkload(handler, envelope.payload, log) : 0;
       record = deps.accounting.create({
         route: handler.route,
         requestIdx: asInteger(authData['request_idx']),
@@ -128,12 +136,10 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
         throw invalidSession();
       }
 
-      try {
-        checkSignature(deps.verifier, authData, rawBody);
-      } catch (error) {
+      if (forged !== undefined) {
         outcome = 'rejected';
         deps.accounting.rejected(record, 'unauthorized');
-        throw error;
+        throw forged;
       }
       try {
         admit(handler, deps.accounting, deps.readiness, deps.assumedThroughput);
@@ -200,6 +206,9 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
       deps.accounting.succeeded(record);
       outcome = 'success';
     } catch (error) {
+      if (error instanceof BodyAbortedError && !controller.signal.aborted) {
+        controller.abort(new ClientGoneError());
+      }
       if (controller.signal.aborted) {
         // Abandoned, at any step: the client left, the session closed, or the drain ran out of time.
         outcome = 'cancelled';

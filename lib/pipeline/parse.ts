@@ -1,17 +1,102 @@
 import type { IncomingMessage } from 'node:http';
-import { invalidJson } from '../errors.ts';
+import { bodyTooLarge, invalidJson, payloadInvalid } from '../errors.ts';
 
-/** Reads the whole request body as UTF-8. The main listener sets no size limit (protocol §1.2). */
-export async function readBody(request: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  return chunks.length === 1
-    ? (chunks[0] as Buffer).toString('utf8')
-    : Buffer.concat(chunks).toString('utf8');
+/** Deepest JSON nesting a body may have; deeper bodies get 422 before they are parsed. */
+export const MAX_JSON_DEPTH = 128;
+
+/** The client hung up before its body arrived. */
+export class BodyAbortedError extends Error {
+  constructor() {
+    super('client disconnected while sending the body');
+    this.name = 'BodyAbortedError';
+  }
 }
 
-/** Step 1 of protocol §1.3: any content type is accepted; invalid JSON is 422 `{"error":"invalid JSON"}`. */
+/**
+ * Reads the whole request body as UTF-8, refusing more than `limitBytes`: at once from a declared
+ * Content-Length, otherwise as soon as the bytes received pass the limit. Nothing past the limit is
+ * kept, and reading stops; the 413 closes the connection.
+ */
+export function readBody(request: IncomingMessage, limitBytes: number): Promise<string> {
+  const declared = Number(request.headers['content-length']);
+  if (declared > limitBytes) return Promise.reject(bodyTooLarge(limitBytes));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      request.off('data', onData);
+      request.off('end', onEnd);
+      request.off('error', onError);
+      request.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limitBytes) {
+        cleanup();
+        chunks.length = 0;
+        request.pause();
+        reject(bodyTooLarge(limitBytes));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(
+        chunks.length === 1
+          ? (chunks[0] as Buffer).toString('utf8')
+          : Buffer.concat(chunks).toString('utf8'),
+      );
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(error);
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new BodyAbortedError());
+    };
+    request.on('data', onData);
+    request.on('end', onEnd);
+    request.on('error', onError);
+    request.on('close', onClose);
+  });
+}
+
+/**
+ * True when `text` nests arrays and objects deeper than `maxDepth`. One pass over the text,
+ * skipping strings: JSON.parse itself copes, but JSON.stringify, deep-equal and every other
+ * recursive walk of the value would overflow the stack on it.
+ */
+export function nestsDeeperThan(text: string, maxDepth: number): boolean {
+  if (text.length <= maxDepth) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > maxDepth) return true;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/**
+ * Step 1 of protocol §1.3: any content type is accepted; invalid JSON is 422 `{"error":"invalid JSON"}`.
+ * A body nested deeper than MAX_JSON_DEPTH is 422 too, before it is parsed.
+ */
 export function parseJson(text: string): unknown {
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw payloadInvalid({ error: `JSON nested deeper than ${MAX_JSON_DEPTH} levels` });
+  }
   try {
     return JSON.parse(text);
   } catch {

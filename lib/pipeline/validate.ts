@@ -34,10 +34,26 @@ export function envelopeRulesFor(config: {
   };
 }
 
-/** Type checks on the auth_data fields the worker itself uses; other fields pass untouched. */
+/**
+ * Largest `cost` accepted in auth_data. Only `url` is signed, so `cost` is whatever the client sent,
+ * and a session reports it as load: a bound keeps one client from telling the autoscaler to scale
+ * out without limit.
+ */
+export const MAX_COST = 10_000_000;
+
+const isCount = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/**
+ * Type checks on the auth_data fields the worker itself uses; other fields pass untouched. The
+ * numbers reach the autoscaler's reports, so they must be ones it could have produced.
+ */
 const AUTH_FIELD_TYPES: Readonly<Record<string, (value: unknown) => string | undefined>> = {
-  reqnum: (v) => (Number.isInteger(v) ? undefined : 'must be an integer'),
-  request_idx: (v) => (Number.isInteger(v) ? undefined : 'must be an integer'),
+  cost: (v) =>
+    typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_COST
+      ? undefined
+      : `must be a number from 0 to ${MAX_COST}`,
+  reqnum: (v) => (isCount(v) ? undefined : 'must be a non-negative safe integer'),
+  request_idx: (v) => (isCount(v) ? undefined : 'must be a non-negative safe integer'),
   signature: (v) => (typeof v === 'string' ? undefined : 'must be a string'),
   url: (v) => (typeof v === 'string' ? undefined : 'must be a string'),
 };
@@ -109,12 +125,20 @@ export function validateEnvelope(
 
 /**
  * zod issues → the reference's wire shape: `{"prompt": "missing parameter"}` for an absent field,
- * zod's message otherwise, keyed by dotted path; a payload that is not an object at all gets the
- * reference's "payload must be a dictionary".
+ * `{"temperature": "unknown parameter"}` for a field a strict schema refuses, zod's message
+ * otherwise, keyed by dotted path; a payload that is not an object at all gets the reference's
+ * "payload must be a dictionary".
  */
 export function fieldErrorMap(error: z.ZodError, input: unknown): Record<string, string> | string {
   const map: Record<string, string> = {};
   for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      // A handler with `unknownFields: 'reject'` (or a z.strictObject): one entry per field.
+      for (const key of issue.keys) {
+        map[[...issue.path, key].map(String).join('.')] ??= 'unknown parameter';
+      }
+      continue;
+    }
     if (issue.path.length === 0) {
       if (!isPlainObject(input) && issue.code === 'invalid_type' && issue.expected === 'object') {
         return { data: 'payload must be a dictionary' };

@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import type { Dispatcher } from 'undici';
 import { SignatureVerifier } from '../auth/index.ts';
 import { publicUrl, type ResolvedConfig } from '../config.ts';
-import { DefinitionError } from '../errors.ts';
+import { bodyTooLarge, DefinitionError } from '../errors.ts';
 import { hotPathLogger, silentLogger, type Logger } from '../log.ts';
 import { Accounting } from '../metrics/accounting.ts';
 import { createPrometheusMetrics } from '../metrics/prometheus.ts';
@@ -161,12 +162,23 @@ export function createWorkerApp(
     assumedThroughput: runtime.assumedThroughput,
     observers: runtime.observers,
     inFlight: runtime.inFlight,
+    maxBodyBytes: config.maxBodyBytes,
   };
   const handlerRoutes = new Map(
     worker.handlers.map((handler) => [handler.route, createPipeline(pipelineDeps, handler)]),
   );
 
   const app = new Hono<{ Bindings: HttpBindings }>();
+  // Session and update routes read their bodies through hono: the same bound as handler routes.
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: config.maxBodyBytes,
+      onError: () => {
+        throw bodyTooLarge(config.maxBodyBytes);
+      },
+    }),
+  );
   const prometheus = createPrometheusMetrics({
     accounting: runtime.accounting,
     readiness: runtime.readiness,

@@ -267,13 +267,14 @@ async function runCloseCallback(
         ? { ...value }
         : { payload: value };
   if (!('session_id' in body)) body['session_id'] = session.sessionId;
-  const options = {
-    method: 'POST' as const,
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(CLOSE_CALLBACK_TIMEOUT_MS),
-  };
   try {
+    // Inside the try: a payload that cannot be serialised must not escape this background task.
+    const options = {
+      method: 'POST' as const,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(CLOSE_CALLBACK_TIMEOUT_MS),
+    };
     const absolute = /^https?:\/\//i.test(route);
     const response = absolute
       ? await undiciRequest(route, options)

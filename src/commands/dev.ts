@@ -5,6 +5,7 @@ import { createLogger, loadConfig, startWorker, type WorkerEnv } from '../../lib
 import { startExampleModelServer } from '../stand-ins/example-model-server.ts';
 import { FAKES } from '../stand-ins/fakes/index.ts';
 import { startLocalAutoscaler } from '../stand-ins/local-autoscaler.ts';
+import { keepServingOnStrayErrors } from './last-resort.ts';
 import { loadWorker } from './load-worker.ts';
 import { drainOnSignals } from './signals.ts';
 import { loadTestDefinition } from './test-load.ts';
@@ -77,6 +78,7 @@ export async function devCommand(
   };
   const config = loadConfig(workerEnv);
   const logger = createLogger({ level: config.logLevel });
+  keepServingOnStrayErrors(logger);
   const worker = await loadWorker(workerName, workerEnv);
   const running = await startWorker(worker, config, { logger });
   autoscaler.register(running.url);

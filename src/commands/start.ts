@@ -13,6 +13,7 @@ export class StartupFailed extends Error {
     this.name = 'StartupFailed';
   }
 }
+import { keepServingOnStrayErrors } from './last-resort.ts';
 import { loadWorker } from './load-worker.ts';
 import { drainOnSignals } from './signals.ts';
 
@@ -26,6 +27,7 @@ export async function startCommand(
 ): Promise<RunningWorker> {
   const config = loadConfig(env);
   const logger = createLogger({ level: config.logLevel });
+  keepServingOnStrayErrors(logger);
   let running: RunningWorker;
   try {
     const worker = await loadWorker(workerName, env);
