@@ -49,6 +49,14 @@ export interface ResolvedConfig {
   readonly logLevel: LogLevel;
   /** `FORCE_UPDATE_FILE`: marker written by /pyworker/update. @default /.force_update */
   readonly forceUpdateFile: string;
+  /**
+   * `READINESS`: what tells the worker the model is loaded: `logs` (a load line in MODEL_LOG),
+   * `health` (the first passing healthcheck; `healthcheck`, the reference's word, is accepted) or
+   * `both` (whichever comes first). @default logs
+   */
+  readonly readiness: ReadinessMode;
+  /** `HEALTHCHECK_FAILURES`: consecutive failed (or passed) checks that error (or clear) the worker. @default 3 */
+  readonly healthcheckFailures: number;
   /** Readiness and reporting timings, in seconds (protocol §6, §8). Tests shorten them. */
   readonly timings: Timings;
 }
@@ -74,7 +82,16 @@ export interface Timings {
   readonly reportRetryDelay: number;
   /** `ERROR_BEACON_INTERVAL_SECONDS`: period of the failed-start-up beacon. @default 10 */
   readonly errorBeaconInterval: number;
+  /** `READINESS_TIMEOUT`: READINESS=health or both: longest wait for the model to be loaded. @default 300 */
+  readonly readinessTimeout: number;
+  /** `READINESS_GRACE_SECONDS`: READINESS=logs: without a load line by then, a passing healthcheck counts. @default 60 */
+  readonly readinessGrace: number;
+  /** `READINESS_LOG_INTERVAL_SECONDS`: period of the "still waiting for the model" line. @default 60 */
+  readonly readinessLogInterval: number;
 }
+
+/** What tells the worker that the model is loaded (`READINESS`). */
+export type ReadinessMode = 'logs' | 'health' | 'both';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -136,7 +153,9 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   FORCE_UPDATE_FILE: z.string().default('/.force_update'),
   HEALTHCHECK_INTERVAL_SECONDS: positive.default(10),
-  HEALTHCHECK_TIMEOUT_SECONDS: positive.default(10),
+  // HEALTHCHECK_PROBE_TIMEOUT is the newest reference worker's name for it; ours wins when both are set.
+  HEALTHCHECK_TIMEOUT_SECONDS: positive.optional(),
+  HEALTHCHECK_PROBE_TIMEOUT: positive.optional(),
   HEALTHCHECK_READY_TIMEOUT_SECONDS: positive.default(300),
   NO_HEALTHCHECK_WAIT_SECONDS: z.coerce.number().nonnegative().default(10),
   PUBKEY_WAIT_SECONDS: positive.default(60),
@@ -145,6 +164,23 @@ const envSchema = z.object({
   REPORT_TIMEOUT_SECONDS: positive.default(10),
   REPORT_RETRY_DELAY_SECONDS: z.coerce.number().nonnegative().default(2),
   ERROR_BEACON_INTERVAL_SECONDS: positive.default(10),
+  READINESS: z
+    .enum(['logs', 'health', 'both', 'healthcheck'], {
+      error: (issue) => `must be "logs", "health" or "both", got "${String(issue.input)}"`,
+    })
+    .default('logs')
+    .transform((mode): ReadinessMode => (mode === 'healthcheck' ? 'health' : mode)),
+  READINESS_TIMEOUT: positive.default(300),
+  READINESS_GRACE_SECONDS: z.coerce
+    .number({ error: 'must be a number of seconds (0 or more)' })
+    .nonnegative({ error: 'must be a number of seconds (0 or more)' })
+    .default(60),
+  READINESS_LOG_INTERVAL_SECONDS: positive.default(60),
+  HEALTHCHECK_FAILURES: z.coerce
+    .number({ error: 'must be a whole number, 1 or more' })
+    .int({ error: 'must be a whole number, 1 or more' })
+    .positive({ error: 'must be a whole number, 1 or more' })
+    .default(3),
 });
 
 /** Every variable the worker reads (besides `VAST_TCP_PORT_<WORKER_PORT>`), for docs and tests. */
@@ -228,9 +264,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     terminationGracePeriodSeconds: data.TERMINATION_GRACE_PERIOD_SECONDS,
     logLevel: data.LOG_LEVEL,
     forceUpdateFile: data.FORCE_UPDATE_FILE,
+    readiness: data.READINESS,
+    healthcheckFailures: data.HEALTHCHECK_FAILURES,
     timings: Object.freeze({
       healthcheckInterval: data.HEALTHCHECK_INTERVAL_SECONDS,
-      healthcheckTimeout: data.HEALTHCHECK_TIMEOUT_SECONDS,
+      healthcheckTimeout: data.HEALTHCHECK_TIMEOUT_SECONDS ?? data.HEALTHCHECK_PROBE_TIMEOUT ?? 10,
       healthcheckReadyTimeout: data.HEALTHCHECK_READY_TIMEOUT_SECONDS,
       noHealthcheckWait: data.NO_HEALTHCHECK_WAIT_SECONDS,
       pubkeyWait: data.PUBKEY_WAIT_SECONDS,
@@ -239,6 +277,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
       reportTimeout: data.REPORT_TIMEOUT_SECONDS,
       reportRetryDelay: data.REPORT_RETRY_DELAY_SECONDS,
       errorBeaconInterval: data.ERROR_BEACON_INTERVAL_SECONDS,
+      readinessTimeout: data.READINESS_TIMEOUT,
+      readinessGrace: data.READINESS_GRACE_SECONDS,
+      readinessLogInterval: data.READINESS_LOG_INTERVAL_SECONDS,
     }),
   });
 }

@@ -10,38 +10,58 @@ export interface HealthcheckOptions {
   readonly timeoutMs: number;
   readonly readiness: ReadinessState;
   readonly logger: Logger;
+  /**
+   * Consecutive failed checks that mark a ready worker errored, and consecutive passed checks that
+   * clear that error again (`HEALTHCHECK_FAILURES`). @default 3
+   */
+  readonly failuresToError?: number;
 }
 
 /**
- * Polls the model's healthcheck once readiness switches it on (protocol §13.2): at once, then every
- * interval. Failures before the first success are expected (the model is starting); after it, a
- * failure marks the worker errored.
+ * Polls the model's healthcheck once switched on (protocol §13.2): at once, then `intervalMs` after
+ * each check ends, so checks never overlap and "in a row" means what it says.
+ *
+ * Failures count only while the worker is ready, as in the newest reference: before that the model
+ * is loading or being benchmarked, and the readiness sequence judges it. `failuresToError` failures
+ * in a row mark the worker errored; as many passes in a row clear that error. Errors from other
+ * sources (an error log line) are not the healthcheck's to clear.
  */
 export class HealthcheckLoop {
   readonly #options: HealthcheckOptions;
   readonly #log: Logger;
+  readonly #threshold: number;
+  readonly #stopping = new AbortController();
   #timer: NodeJS.Timeout | undefined;
-  #healthy = false;
-  #stopped = false;
+  #enabled = false;
+  #passedOnce = false;
+  #failuresInARow = 0;
+  #passesInARow = 0;
   #resolveFirst!: () => void;
   /** Resolves at the first 200. */
   readonly firstHealthy: Promise<void>;
+
   constructor(options: HealthcheckOptions) {
     this.#options = options;
+    this.#threshold = options.failuresToError ?? 3;
     this.#log = options.logger.child({ component: 'healthcheck' });
     this.firstHealthy = new Promise((resolve) => (this.#resolveFirst = resolve));
   }
 
+  /** Whether polling has been switched on. */
+  get enabled(): boolean {
+    return this.#enabled;
+  }
+
+  /** Starts polling (idempotent): the first check runs at once. */
   enable(): void {
-    if (this.#timer !== undefined || this.#stopped) return;
-    this.#timer = setInterval(() => void this.#poll(), this.#options.intervalMs);
-    this.#timer.unref();
+    if (this.#enabled || this.#stopping.signal.aborted) return;
+    this.#enabled = true;
     void this.#poll();
   }
 
   stop(): void {
-    this.#stopped = true;
-    clearInterval(this.#timer);
+    this.#stopping.abort();
+    clearTimeout(this.#timer);
   }
 
   async #poll(): Promise<void> {
@@ -50,7 +70,10 @@ export class HealthcheckLoop {
       const response = await this.#options.dispatcher.request({
         method: 'GET',
         path: this.#options.path,
-        signal: AbortSignal.timeout(this.#options.timeoutMs),
+        signal: AbortSignal.any([
+          AbortSignal.timeout(this.#options.timeoutMs),
+          this.#stopping.signal,
+        ]),
       });
       await response.body.dump();
       if (response.statusCode !== 200)
@@ -58,14 +81,56 @@ export class HealthcheckLoop {
     } catch (error) {
       failure = `Healthcheck failed with error: ${error instanceof Error ? error.message : String(error)}`;
     }
-    if (this.#stopped) return;
-    if (failure === undefined) {
-      if (!this.#healthy) this.#log.info('model healthcheck passed');
-      this.#healthy = true;
+    if (this.#stopping.signal.aborted) return;
+    if (failure === undefined) this.#passed();
+    else this.#failed(failure);
+    this.#timer = setTimeout(() => void this.#poll(), this.#options.intervalMs);
+    this.#timer.unref();
+  }
+
+  #passed(): void {
+    const { readiness } = this.#options;
+    this.#failuresInARow = 0;
+    this.#passesInARow += 1;
+    if (!this.#passedOnce) {
+      this.#passedOnce = true;
+      this.#log.info('model healthcheck passed');
       this.#resolveFirst();
-    } else if (this.#healthy) {
-      this.#log.error({ reason: failure }, 'model healthcheck failed');
-      this.#options.readiness.errored(failure);
+    }
+    // Only an error the healthcheck raised clears: `clearHealthcheckError` leaves any other.
+    if (
+      readiness.phase === 'errored' &&
+      this.#passesInARow >= this.#threshold &&
+      readiness.clearHealthcheckError()
+    ) {
+      this.#log.info(
+        { passes: this.#passesInARow },
+        `model healthy again (${this.#passesInARow} passing healthchecks in a row): healthcheck error cleared`,
+      );
+    }
+  }
+
+  #failed(failure: string): void {
+    const { readiness } = this.#options;
+    this.#passesInARow = 0;
+    if (readiness.phase === 'ready') {
+      this.#failuresInARow += 1;
+      const count = this.#failuresInARow;
+      if (count >= this.#threshold) {
+        this.#log.error(
+          { reason: failure, failures: count },
+          `model healthcheck failed ${count} times in a row: worker errored`,
+        );
+        readiness.errored(failure, 'healthcheck');
+      } else {
+        this.#log.warn(
+          { reason: failure, failures: count, threshold: this.#threshold },
+          `model healthcheck failed (${count} of ${this.#threshold} in a row before the worker is errored)`,
+        );
+      }
+    } else if (readiness.errorSource === 'healthcheck') {
+      this.#failuresInARow += 1;
+      this.#log.debug({ reason: failure }, 'model healthcheck still failing');
     } else {
       this.#log.debug({ reason: failure }, 'model not healthy yet');
     }

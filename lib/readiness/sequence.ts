@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { Pool, type Dispatcher } from 'undici';
-import type { Timings } from '../config.ts';
+import type { ReadinessMode, Timings } from '../config.ts';
 import type { ResolvedBenchmark, ResolvedHandler } from '../handler.ts';
 import type { Logger } from '../log.ts';
 import { LogAction, type ResolvedWorker } from '../worker.ts';
@@ -25,6 +25,10 @@ export interface ReadinessSequenceOptions {
   /** Resolves when the public key is loaded; undefined in UNSECURED mode. */
   readonly publicKeyLoaded: Promise<boolean> | undefined;
   readonly logger: Logger;
+  /** What tells the worker the model is loaded (`READINESS`). @default 'logs' */
+  readonly mode?: ReadinessMode;
+  /** Failed (or passed) healthchecks in a row that error (or clear) the worker. @default 3 */
+  readonly healthcheckFailures?: number;
 }
 
 function withTimeout<T>(
@@ -46,6 +50,16 @@ function withTimeout<T>(
  * hook, or at once when neither is configured — benchmark it, wait for its first healthy check (or
  * the configured wait), wait for the public key in secured mode, then mark the worker ready.
  * The log is read on its own: an error line printed during a long benchmark is acted on at once.
+ *
+ * What says "loaded" follows `mode` (READINESS):
+ * - `logs`: a load line in the model log. A worker restarted while its model kept running finds
+ *   no load line (it is in MODEL_LOG.old), so after `readinessGrace` seconds without one the
+ *   healthcheck is probed too, and a pass counts, with a warning.
+ * - `health`: the first passing healthcheck, probed from the start, as the newest reference's
+ *   `readiness="healthcheck"` (load lines are only logged; error lines still error the worker).
+ * - `both`: whichever comes first, a load line or a passing healthcheck.
+ * `health` and `both` give up after `readinessTimeout` seconds. While it waits, the sequence logs
+ * every `readinessLogInterval` seconds what it waits for.
  */
 export class ReadinessSequence {
   readonly #options: ReadinessSequenceOptions;
@@ -54,15 +68,28 @@ export class ReadinessSequence {
   readonly healthcheck: HealthcheckLoop | undefined;
   /** A pool of its own when the health route lives on another server (an absolute URL). */
   readonly #healthDispatcher: Dispatcher | undefined;
+  readonly #mode: ReadinessMode;
+  /** The model healthcheck's URL, for log lines. */
+  readonly #healthcheckUrl: string | undefined;
+  readonly #loadPatterns: readonly string[];
   #watcher: LogWatcher | undefined;
+  #logFileOpen = false;
   #running: Promise<void> | undefined;
   #rerun = false;
+  /** Aborted once the model is first reported loaded (or the worker errors or stops). */
+  #waiting: AbortController | undefined;
 
   constructor(options: ReadinessSequenceOptions) {
     this.#options = options;
     this.#log = options.logger.child({ component: 'readiness' });
+    this.#mode = options.mode ?? 'logs';
+    this.#loadPatterns = options.worker.logActions
+      .filter(([action]) => action === LogAction.ModelLoaded)
+      .map(([, pattern]) => pattern);
     const path = options.worker.modelHealthcheckPath;
     const absolute = path !== undefined && /^https?:\/\//i.test(path) ? new URL(path) : undefined;
+    this.#healthcheckUrl =
+      path === undefined ? undefined : (absolute?.href ?? options.modelServerUrl + path);
     this.#healthDispatcher =
       absolute === undefined ? undefined : new Pool(absolute.origin, { connections: 1 });
     this.healthcheck =
@@ -78,34 +105,166 @@ export class ReadinessSequence {
             timeoutMs: options.timings.healthcheckTimeout * 1000,
             readiness: options.readiness,
             logger: options.logger,
+            failuresToError: options.healthcheckFailures ?? 3,
           });
   }
 
-  /** Starts watching for the model: the lifecycle hook, the model log, or neither (ready at once). */
+  /**
+   * Starts watching for the model: the lifecycle hook, the model log and/or the healthcheck
+   * (`mode`), or neither (ready at once).
+   */
   start(): void {
     const { worker, modelLog } = this.#options;
-    if (worker.lifecycle !== undefined) {
+    const mode = this.#mode;
+    if (worker.lifecycle !== undefined && mode !== 'logs') {
+      // As the reference: the two would race to say "loaded", so the combination is refused.
+      this.#fail(
+        `READINESS=${mode} cannot be used with a lifecycle hook, which says itself when the model is loaded`,
+      );
+    } else if (mode !== 'logs' && this.healthcheck === undefined) {
+      this.#fail(
+        `Healthcheck readiness failed: READINESS=${mode} needs a model healthcheck, and worker "${worker.name}" has no modelHealthcheckPath`,
+      );
+    } else if (worker.lifecycle !== undefined) {
       const lifecycle = worker.lifecycle;
       this.#log.info('waiting for the lifecycle hook');
       lifecycle.start().then(
         () => this.modelLoaded(),
         (error: unknown) => this.#fail(`Lifecycle startup failed: ${describe(error)}`),
       );
-    } else if (modelLog !== undefined) {
-      this.#log.info({ modelLog }, 'watching the model log');
-      this.#watcher = watchModelLog({
-        path: modelLog,
-        actions: worker.logActions,
-        onMatch: (match) => this.#onLogMatch(match),
-        onEvent: (event) =>
-          this.#log.info({ event: event.kind, detail: event.detail }, 'model log'),
-      });
-    } else {
+    } else if (modelLog === undefined && mode === 'logs') {
       this.#log.warn(
         'neither MODEL_LOG nor a lifecycle hook is set: treating the model as loaded now',
       );
       this.modelLoaded();
+    } else {
+      if (modelLog !== undefined) {
+        this.#log.info(
+          { modelLog, readiness: mode, loadPatterns: this.#loadPatterns },
+          'watching the model log',
+        );
+        this.#watcher = watchModelLog({
+          path: modelLog,
+          actions: worker.logActions,
+          onMatch: (match) => this.#onLogMatch(match),
+          onEvent: (event) => {
+            if (event.kind === 'opened') this.#logFileOpen = true;
+            else if (event.kind === 'waiting') this.#logFileOpen = false;
+            this.#log.info({ event: event.kind, detail: event.detail }, 'model log');
+          },
+        });
+      }
+      this.#waitForModel();
     }
+  }
+
+  /**
+   * Until the model is first reported loaded: the periodic "still waiting" line, the healthcheck
+   * as a readiness signal (`health`, `both`, or `logs` after the grace period) and the timeout.
+   */
+  #waitForModel(): void {
+    const { readiness, timings } = this.#options;
+    const mode = this.#mode;
+    const healthcheck = this.healthcheck;
+    const waiting = new AbortController();
+    this.#waiting = waiting;
+    const startedAt = Date.now();
+    const timers: NodeJS.Timeout[] = [];
+    const later = (seconds: number, action: () => void): void => {
+      const timer = setTimeout(() => {
+        if (!waiting.signal.aborted) action();
+      }, seconds * 1000);
+      timer.unref();
+      timers.push(timer);
+    };
+    const unsubscribe = readiness.onChange((next) => {
+      if (next.phase === 'errored') waiting.abort();
+    });
+    waiting.signal.addEventListener('abort', () => {
+      unsubscribe();
+      for (const timer of timers) clearTimeout(timer);
+    });
+
+    const every = setInterval(() => {
+      const waited = Math.round((Date.now() - startedAt) / 100) / 10;
+      this.#log.info(
+        {
+          readiness: mode,
+          waitedSeconds: waited,
+          loadPatterns: mode === 'health' ? undefined : this.#loadPatterns,
+          modelLog: mode === 'health' ? undefined : this.#options.modelLog,
+          healthcheck: this.#healthcheckUrl,
+        },
+        `still waiting for the model after ${waited}s: ${this.#waitingFor()}`,
+      );
+    }, timings.readinessLogInterval * 1000);
+    every.unref();
+    timers.push(every);
+
+    if (healthcheck === undefined) return;
+    const url = this.#healthcheckUrl ?? '';
+    if (mode === 'logs') {
+      const grace = timings.readinessGrace;
+      later(grace, () => {
+        this.#log.info(
+          { healthcheck: url, graceSeconds: grace },
+          `no load line after ${grace}s: probing the model's healthcheck ${url}; if it passes, the model counts as loaded`,
+        );
+        healthcheck.enable();
+      });
+      void healthcheck.firstHealthy.then(() => {
+        if (waiting.signal.aborted) return;
+        const modelLog = this.#options.modelLog ?? '';
+        this.#log.warn(
+          { loadPatterns: this.#loadPatterns, modelLog, healthcheck: url, graceSeconds: grace },
+          `no load line (${this.#describePatterns()}) in ${modelLog} after ${grace}s, but the model ` +
+            `passes its healthcheck ${url}: treating the model as loaded and starting the readiness ` +
+            `sequence. Was the worker restarted while the model kept running? Its load line would ` +
+            `then be in ${modelLog}.old`,
+        );
+        this.modelLoaded();
+      });
+      return;
+    }
+    healthcheck.enable();
+    void healthcheck.firstHealthy.then(() => {
+      if (waiting.signal.aborted) return;
+      this.#log.info({ healthcheck: url, readiness: mode }, 'model loaded (healthcheck passed)');
+      this.modelLoaded();
+    });
+    const seconds = timings.readinessTimeout;
+    later(seconds, () => {
+      const modelLog = this.#options.modelLog;
+      this.#fail(
+        mode === 'both' && modelLog !== undefined
+          ? `Timed out waiting for the model: no load line in ${modelLog} and no passing healthcheck (waited ${seconds}s)`
+          : `Healthcheck readiness failed: Timed out waiting for healthcheck readiness (${seconds}s)`,
+      );
+    });
+  }
+
+  /** What the sequence waits for, in words, for the periodic line. */
+  #waitingFor(): string {
+    const { modelLog, timings } = this.#options;
+    const url = this.#healthcheckUrl;
+    const parts: string[] = [];
+    if (this.#mode !== 'health' && modelLog !== undefined) {
+      const missing = this.#logFileOpen ? '' : ' (the file does not exist yet)';
+      parts.push(`a line containing ${this.#describePatterns()} in ${modelLog}${missing}`);
+    }
+    if (url !== undefined) {
+      parts.push(
+        this.#mode === 'logs'
+          ? `a passing healthcheck at ${url} (probed once no load line came for ${timings.readinessGrace}s)`
+          : `a passing healthcheck at ${url}`,
+      );
+    }
+    return parts.join(', or ');
+  }
+
+  #describePatterns(): string {
+    if (this.#loadPatterns.length === 0) return 'an onLoad pattern, but the worker has none';
+    return this.#loadPatterns.map((pattern) => JSON.stringify(pattern)).join(' or ');
   }
 
   /**
@@ -113,6 +272,7 @@ export class ReadinessSequence {
    * run once more afterwards, never twice at the same time.
    */
   modelLoaded(): void {
+    this.#waiting?.abort();
     if (this.#running !== undefined) {
       this.#rerun = true;
       return;
@@ -138,6 +298,7 @@ export class ReadinessSequence {
 
   async stop(): Promise<void> {
     this.#stopping.abort();
+    this.#waiting?.abort();
     this.healthcheck?.stop();
     await this.#healthDispatcher?.close();
     await this.#watcher?.stop();
@@ -147,6 +308,13 @@ export class ReadinessSequence {
   #onLogMatch(match: LogMatch): void {
     switch (match.action) {
       case LogAction.ModelLoaded:
+        if (this.#mode === 'health') {
+          this.#log.info(
+            { line: match.line },
+            'load line logged (READINESS=health: the healthcheck decides)',
+          );
+          break;
+        }
         this.#log.info({ line: match.line }, 'model loaded (log)');
         this.modelLoaded();
         break;

@@ -1,9 +1,17 @@
 /**
  * The worker's readiness as one state machine:
- * starting ▶ model-loaded ▶ benchmarking ▶ ready, or errored from anywhere (sticky, as in the
- * reference, §6.6). Draining is a separate flag: a draining worker keeps its phase.
+ * starting ▶ model-loaded ▶ benchmarking ▶ ready, or errored from anywhere. Errors are sticky, as
+ * in the reference (§6.6), except one raised by the healthcheck loop: it clears when the model is
+ * healthy again (`clearHealthcheckError`), and the worker returns to the phase it had.
+ * Draining is a separate flag: a draining worker keeps its phase.
  */
 export type ReadinessPhase = 'starting' | 'model-loaded' | 'benchmarking' | 'ready' | 'errored';
+
+/**
+ * Where an error came from. `healthcheck`: failed model healthchecks, which can clear; `fatal`:
+ * everything else (an error log line, a failed start-up step), which never clears.
+ */
+export type ErrorSource = 'healthcheck' | 'fatal';
 
 export interface ReadinessSnapshot {
   readonly phase: ReadinessPhase;
@@ -23,6 +31,9 @@ export class ReadinessState {
   #maxPerf = 0;
   #loadtime = 0;
   #errorMessage = '';
+  #errorSource: ErrorSource | undefined;
+  /** The phase an error interrupted, restored when a healthcheck error clears. */
+  #phaseBeforeError: ReadinessPhase = 'starting';
   #errorCount = 0;
   readonly #startedAt: number;
   readonly #now: () => number;
@@ -47,6 +58,10 @@ export class ReadinessState {
   }
   get errorMessage(): string {
     return this.#errorMessage;
+  }
+  /** Where the current error came from; undefined when not errored. */
+  get errorSource(): ErrorSource | undefined {
+    return this.#errorSource;
   }
   /** Every error reported, the first (sticky) one and those after it. */
   get errorCount(): number {
@@ -95,14 +110,41 @@ export class ReadinessState {
     });
   }
 
-  /** Sticky: the first error message stays, as the autoscaler expects (§6.6). */
-  errored(message: string): void {
+  /**
+   * Sticky: the first error message stays, as the autoscaler expects (§6.6). The one exception: a
+   * fatal error replaces a healthcheck error, so that a later recovery cannot clear it.
+   */
+  errored(message: string, source: ErrorSource = 'fatal'): void {
     this.#errorCount += 1;
-    if (this.#phase === 'errored') return;
+    if (this.#phase === 'errored') {
+      if (this.#errorSource !== 'healthcheck' || source !== 'fatal') return;
+      this.#change(() => {
+        this.#errorMessage = message;
+        this.#errorSource = source;
+      });
+      return;
+    }
     this.#change(() => {
+      this.#phaseBeforeError = this.#phase;
       this.#phase = 'errored';
       this.#errorMessage = message;
+      this.#errorSource = source;
     });
+  }
+
+  /**
+   * Clears the current error if the healthcheck raised it: the model answers again. The worker
+   * returns to the phase the error interrupted and `errorMessage` is empty again. Returns whether
+   * it cleared; any other error stays.
+   */
+  clearHealthcheckError(): boolean {
+    if (this.#phase !== 'errored' || this.#errorSource !== 'healthcheck') return false;
+    this.#change(() => {
+      this.#phase = this.#phaseBeforeError;
+      this.#errorMessage = '';
+      this.#errorSource = undefined;
+    });
+    return true;
   }
 
   startDraining(): void {

@@ -68,6 +68,8 @@ export async function startWorker(
     modelLog: config.modelLog ?? worker.modelLog,
     benchmarkCacheFile: config.benchmarkCacheFile,
     timings: config.timings,
+    mode: config.readiness,
+    healthcheckFailures: config.healthcheckFailures,
     assumedThroughput: runtime.assumedThroughput,
     publicKeyLoaded: runtime.verifier === undefined ? undefined : publicKeyLoaded,
     logger: runtime.logger,
