@@ -1,5 +1,11 @@
 import { z } from 'zod';
 import { DefinitionError } from './errors.ts';
+import {
+  closestName,
+  optionKeys,
+  unknownOptionMessage,
+  unknownOptions,
+} from './internal/suggest.ts';
 
 /** What an in-process function or a response transform learns about the request it serves. */
 export interface HandlerContext {
@@ -33,6 +39,14 @@ export interface HandlerTimeouts {
 }
 
 /**
+ * What happens to payload fields the schema does not name.
+ * - `'forward'`: they reach the model untouched, as the reference forwards the whole payload.
+ * - `'strip'`: zod's own default; the model receives only the fields the schema names.
+ * - `'reject'`: the request gets 422 naming each unknown field (`"unknown parameter"`).
+ */
+export type UnknownFields = 'forward' | 'strip' | 'reject';
+
+/**
  * One worker route: the PyWorker `EndpointHandler`. Requests to `route` are validated against
  * `payload`, measured by `workload`, queued (unless `allowParallel`) and forwarded to `modelPath`
  * on the model server, or served in-process by `predict`.
@@ -52,6 +66,12 @@ export interface HandlerOptions<Schema extends z.ZodType = z.ZodType> {
   modelPath?: string;
   /** zod schema for the `payload` field. Its output is what the model server receives. */
   payload: Schema;
+  /**
+   * Payload fields the schema does not name, in every plain `z.object` of the schema (nested ones
+   * too). Objects that state their own rule (`z.strictObject`, `z.looseObject`, `.catchall()`)
+   * keep it, and so do the sides of a `z.intersection`. @default 'forward'
+   */
+  unknownFields?: UnknownFields;
   /** Workload of one request, in the unit the benchmark measures per second. @default 100 */
   workload?: (payload: z.output<Schema>) => number;
   benchmark?: BenchmarkConfig<z.input<Schema>>;
@@ -87,6 +107,7 @@ export abstract class EndpointHandler<
   abstract readonly route: string;
   abstract readonly payload: Schema;
   modelPath?: string;
+  unknownFields?: UnknownFields;
   benchmark?: BenchmarkConfig<z.input<Schema>>;
   allowParallel?: boolean;
   maxQueueTime?: number | null;
@@ -130,10 +151,187 @@ export const DEFAULT_WORKLOAD = 100;
 const resolvedHandlers = new WeakSet<ResolvedHandler>();
 export const DEFAULT_MAX_QUEUE_TIME = 30;
 
+/** Every option of each kind, checked against the interfaces: a new option must be listed here. */
+const HANDLER_KEYS = optionKeys<HandlerOptions>({
+  route: true,
+  modelPath: true,
+  payload: true,
+  unknownFields: true,
+  workload: true,
+  benchmark: true,
+  allowParallel: true,
+  maxQueueTime: true,
+  timeouts: true,
+  transformRequest: true,
+  transformResponse: true,
+  predict: true,
+});
+const BENCHMARK_KEYS = optionKeys<BenchmarkConfig<unknown>>({
+  dataset: true,
+  generator: true,
+  runs: true,
+  concurrency: true,
+  warmup: true,
+});
+const TIMEOUT_KEYS = optionKeys<HandlerTimeouts>({
+  headersMs: true,
+  bodyMs: true,
+});
+
+const isPlainObject = (value: unknown): value is object => {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+};
+
+/**
+ * A misspelled option would be ignored and its default used, so it stops start-up instead. The
+ * object form may hold only known options. A class instance may carry its own fields and methods,
+ * so only those a few edits away from an option (`workLoad`, `allowParrallel`) are refused.
+ */
+function unknownHandlerOptions(source: object): string[] {
+  const problems = isPlainObject(source)
+    ? unknownOptions(source, HANDLER_KEYS)
+    : misspelledMembers(source);
+  const { benchmark, timeouts } = source as Partial<HandlerOptions>;
+  if (isPlainObject(benchmark)) {
+    problems.push(...unknownOptions(benchmark, BENCHMARK_KEYS, 'benchmark.'));
+  }
+  if (isPlainObject(timeouts)) {
+    problems.push(...unknownOptions(timeouts, TIMEOUT_KEYS, 'timeouts.'));
+  }
+  return problems;
+}
+
+function misspelledMembers(instance: object): string[] {
+  const names = new Set(Object.keys(instance));
+  for (
+    let proto: unknown = Object.getPrototypeOf(instance);
+    typeof proto === 'object' &&
+    proto !== null &&
+    proto !== Object.prototype &&
+    proto !== EndpointHandler.prototype;
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      if (name !== 'constructor') names.add(name);
+    }
+  }
+  return [...names]
+    .filter(
+      (name) =>
+        !HANDLER_KEYS.includes(name) &&
+        // `payloadSchema` or `routeName` are the class's own; `allowParrallel` is a typo.
+        closestName(name, HANDLER_KEYS, { partial: false }) !== undefined,
+    )
+    .map((name) => unknownOptionMessage(name, HANDLER_KEYS));
+}
+
+const RESOLVING = Symbol('resolving');
+
+/**
+ * The payload schema with `policy` applied to every plain `z.object` it contains: through
+ * optional, nullable, default, catch and readonly wrappers, arrays, tuples, record values, unions
+ * (discriminated ones too), pipes (`z.preprocess`, `.transform`) and lazy schemas. Objects with
+ * their own catchall (strict, loose or typed) are left as they are. Intersections are left whole:
+ * a loose side would hand the other side's fields back untransformed, and zod cannot merge them.
+ */
+export function applyUnknownFields<Schema extends z.ZodType>(
+  schema: Schema,
+  policy: UnknownFields,
+): Schema {
+  if (policy === 'strip') return schema;
+  const catchall = policy === 'forward' ? z.unknown() : z.never();
+  type Node = z.core.$ZodType;
+  const done = new Map<Node, Node | typeof RESOLVING>();
+  const run = (node: Node): Node => {
+    const cached = done.get(node);
+    // A cycle that does not go through z.lazy (a getter in a shape): resolve it at parse time.
+    if (cached === RESOLVING) return z.lazy(() => done.get(node) as z.ZodType);
+    if (cached !== undefined) return cached;
+    done.set(node, RESOLVING);
+    const rewritten = rewrite(node);
+    done.set(node, rewritten);
+    return rewritten;
+  };
+  const list = (nodes: readonly Node[]): Node[] | undefined => {
+    const mapped = nodes.map(run);
+    return mapped.some((m, i) => m !== nodes[i]) ? mapped : undefined;
+  };
+  const clone = (node: Node, changes: object): Node =>
+    z.core.clone(node, { ...node._zod.def, ...changes } as typeof node._zod.def);
+  const rewrite = (node: Node): Node => {
+    const def = node._zod.def;
+    switch (def.type) {
+      case 'object': {
+        const { shape, catchall: own } = def as z.core.$ZodObjectDef;
+        const keys = Object.keys(shape);
+        const values = list(keys.map((key) => shape[key] as Node));
+        const newCatchall = own === undefined ? catchall : run(own);
+        if (values === undefined && newCatchall === own) return node;
+        // An unchanged shape is kept as it is, getters (recursive schemas) included.
+        const newShape = values
+          ? Object.fromEntries(keys.map((key, i) => [key, values[i]]))
+          : shape;
+        return clone(node, { shape: newShape, catchall: newCatchall });
+      }
+      case 'array': {
+        const { element } = def as z.core.$ZodArrayDef;
+        const mapped = run(element);
+        return mapped === element ? node : clone(node, { element: mapped });
+      }
+      case 'tuple': {
+        const { items, rest } = def as z.core.$ZodTupleDef;
+        const newItems = list(items);
+        const newRest = rest ? run(rest) : rest;
+        if (newItems === undefined && newRest === rest) return node;
+        return clone(node, { items: newItems ?? items, rest: newRest });
+      }
+      case 'record': {
+        const { valueType } = def as z.core.$ZodRecordDef;
+        const mapped = run(valueType);
+        return mapped === valueType ? node : clone(node, { valueType: mapped });
+      }
+      case 'union': {
+        const options = list((def as z.core.$ZodUnionDef).options);
+        return options === undefined ? node : clone(node, { options });
+      }
+      case 'optional':
+      case 'nullable':
+      case 'default':
+      case 'prefault':
+      case 'catch':
+      case 'readonly':
+      case 'nonoptional': {
+        const { innerType } = def as z.core.$ZodOptionalDef;
+        const mapped = run(innerType);
+        return mapped === innerType ? node : clone(node, { innerType: mapped });
+      }
+      case 'pipe': {
+        const { in: input, out } = def as z.core.$ZodPipeDef;
+        const newIn = run(input);
+        const newOut = run(out);
+        return newIn === input && newOut === out ? node : clone(node, { in: newIn, out: newOut });
+      }
+      case 'lazy': {
+        const { getter } = def as z.core.$ZodLazyDef;
+        // A fresh def: the original caches its resolved inner schema on itself.
+        return z.core.clone(node, { type: 'lazy', getter: () => run(getter()) } as typeof def);
+      }
+      default:
+        return node;
+    }
+  };
+  return run(schema) as Schema;
+}
+
 const routeSchema = z.string().regex(/^\/[^\s?#]*$/, 'must start with "/" and have no query');
 const optionsSchema = z.object({
   route: routeSchema,
   modelPath: routeSchema.optional(),
+  unknownFields: z
+    .enum(['forward', 'strip', 'reject'], { message: 'must be "forward", "strip" or "reject"' })
+    .optional(),
   allowParallel: z.boolean().optional(),
   maxQueueTime: z.number().nonnegative().nullable().optional(),
   timeouts: z
@@ -186,9 +384,11 @@ export function defineHandler<Schema extends z.ZodType>(
   }
   const source = definition as HandlerOptions<Schema>;
   const label = typeof source.route === 'string' ? source.route : '(no route)';
+  const unknown = unknownHandlerOptions(source);
   const checked = optionsSchema.safeParse({
     route: source.route,
     modelPath: source.modelPath,
+    unknownFields: source.unknownFields,
     allowParallel: source.allowParallel,
     maxQueueTime: source.maxQueueTime,
     timeouts: source.timeouts,
@@ -199,10 +399,11 @@ export function defineHandler<Schema extends z.ZodType>(
       warmup: source.benchmark.warmup,
     },
   });
-  if (!checked.success) {
-    const problems = checked.error.issues.map(
-      (issue) => `${issue.path.join('.')}: ${issue.message}`,
-    );
+  const problems = [
+    ...unknown,
+    ...(checked.error?.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`) ?? []),
+  ];
+  if (problems.length > 0) {
     throw new DefinitionError(`handler ${label}: ${problems.join('; ')}`);
   }
   if (!(source.payload instanceof z.ZodType)) {
@@ -220,7 +421,7 @@ export function defineHandler<Schema extends z.ZodType>(
     kind: 'resolved-handler',
     route,
     modelPath: source.modelPath ?? route,
-    payload: source.payload,
+    payload: applyUnknownFields(source.payload, source.unknownFields ?? 'forward'),
     workload: workload ?? (() => DEFAULT_WORKLOAD),
     hasCustomWorkload: workload !== undefined,
     allowParallel: source.allowParallel ?? false,

@@ -6,6 +6,7 @@ import {
   type ResolvedHandler,
 } from './handler.ts';
 import type { z } from 'zod';
+import { optionKeys, unknownOptions } from './internal/suggest.ts';
 
 /** What a model-log line means (PyWorker's `LogAction`, same numeric values). */
 export const LogAction = { ModelLoaded: 1, ModelError: 2, Info: 3 } as const;
@@ -86,6 +87,48 @@ export interface ResolvedWorker {
   readonly shutdown: (() => void | Promise<void>) | undefined;
 }
 
+/** Every option of each kind, checked against the interfaces: a new option must be listed here. */
+const WORKER_KEYS = optionKeys<WorkerOptions>({
+  name: true,
+  modelServerUrl: true,
+  handlers: true,
+  logActions: true,
+  modelLog: true,
+  modelHealthcheckPath: true,
+  extraRoutes: true,
+  maxSessions: true,
+  assumedThroughput: true,
+  lifecycle: true,
+  shutdown: true,
+});
+const LOG_ACTION_KEYS = optionKeys<LogActionConfig>({ onLoad: true, onError: true, onInfo: true });
+const LIFECYCLE_KEYS = optionKeys<Lifecycle>({ start: true, stop: true });
+const EXTRA_ROUTE_KEYS = ['method', 'path', 'forward', 'respond'];
+
+const isObject = (value: unknown): value is object => typeof value === 'object' && value !== null;
+
+/**
+ * Misspelled options would be ignored (`logActions: { onload }` leaves the worker waiting for a
+ * load line forever), so each one stops start-up with the closest known option.
+ */
+function unknownWorkerOptions(source: WorkerOptions): string[] {
+  const problems = unknownOptions(source, WORKER_KEYS);
+  if (isObject(source.logActions)) {
+    problems.push(...unknownOptions(source.logActions, LOG_ACTION_KEYS, 'logActions.'));
+  }
+  if (isObject(source.lifecycle)) {
+    problems.push(...unknownOptions(source.lifecycle, LIFECYCLE_KEYS, 'lifecycle.'));
+  }
+  if (Array.isArray(source.extraRoutes)) {
+    source.extraRoutes.forEach((route: unknown, i) => {
+      if (isObject(route)) {
+        problems.push(...unknownOptions(route, EXTRA_ROUTE_KEYS, `extraRoutes[${i}].`));
+      }
+    });
+  }
+  return problems;
+}
+
 /**
  * Validates a worker folder's definition: one route per handler, at most one benchmark handler,
  * sane limits. Throws `DefinitionError` at start-up.
@@ -101,6 +144,11 @@ export interface ResolvedWorker {
 export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedWorker {
   if ('kind' in options && options.kind === 'resolved-worker') return options;
   const source = options as WorkerOptions;
+  const misspelled = unknownWorkerOptions(source);
+  if (misspelled.length > 0) {
+    const label = typeof source.name === 'string' && source.name !== '' ? ` ${source.name}` : '';
+    throw new DefinitionError(`worker${label}: ${misspelled.join('; ')}`);
+  }
   if (typeof source.name !== 'string' || source.name === '') {
     throw new DefinitionError('worker: "name" must be a non-empty string');
   }
@@ -136,6 +184,17 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
   }
   const maxSessions = source.maxSessions === undefined ? 10 : source.maxSessions;
   const actions = source.logActions ?? {};
+  for (const key of LOG_ACTION_KEYS) {
+    const patterns: unknown = (actions as Readonly<Record<string, unknown>>)[key];
+    if (
+      patterns !== undefined &&
+      !(Array.isArray(patterns) && patterns.every((p) => typeof p === 'string'))
+    ) {
+      throw new DefinitionError(
+        `worker ${source.name}: "logActions.${key}" must be a list of strings`,
+      );
+    }
+  }
   return Object.freeze({
     kind: 'resolved-worker',
     name: source.name,
