@@ -41,6 +41,17 @@ export interface ResolvedConfig {
   readonly maxConnections: number;
   /** `MAX_BODY_BYTES`: largest request body on any listener; 413 beyond it. @default 16 MiB */
   readonly maxBodyBytes: number;
+  /** `MAX_PENDING_DELETE_REQUESTS`: undelivered /delete_requests/ entries kept. @default 60000 */
+  readonly maxPendingDeletes: number;
+  /** `HEADERS_TIMEOUT_SECONDS`: time a client has to send its request headers. @default 30 */
+  readonly headersTimeoutSeconds: number;
+  /**
+   * `REQUEST_TIMEOUT_SECONDS`: time a client has to send its whole request, body included (not the
+   * answer). @default 300: a 16 MiB body at 56 KB/s
+   */
+  readonly requestTimeoutSeconds: number;
+  /** `MAX_CONNECTIONS_PER_LISTENER`: open client connections per listener. @default unlimited */
+  readonly maxConnectionsPerListener: number | undefined;
   /** `BENCHMARK_CACHE`: where the benchmark result is kept. @default .has_benchmark */
   readonly benchmarkCacheFile: string;
   /** `TERMINATION_GRACE_PERIOD_SECONDS`: drain time on SIGTERM. @default 300 */
@@ -119,6 +130,10 @@ const port = z.coerce
   .int({ error: 'must be a port number (0-65535)' })
   .min(0, { error: 'must be a port number (0-65535)' })
   .max(65535, { error: 'must be a port number (0-65535)' });
+const positiveInteger = z.coerce
+  .number({ error: 'must be a positive whole number' })
+  .int({ error: 'must be a positive whole number' })
+  .positive({ error: 'must be a positive whole number' });
 const positive = z.coerce
   .number({ error: 'must be a positive number' })
   .positive({ error: 'must be a positive number' });
@@ -143,11 +158,11 @@ const envSchema = z.object({
   AUTH_MODE: z.enum(['current', 'legacy']).default('current'),
   ASSUMED_THROUGHPUT: positive.optional(),
   MAX_CONNECTIONS: z.coerce.number().int().positive().default(100),
-  MAX_BODY_BYTES: z.coerce
-    .number({ error: 'must be a whole number of bytes' })
-    .int({ error: 'must be a whole number of bytes' })
-    .positive({ error: 'must be a whole number of bytes' })
-    .default(DEFAULT_MAX_BODY_BYTES),
+  MAX_BODY_BYTES: positiveInteger.default(DEFAULT_MAX_BODY_BYTES),
+  MAX_PENDING_DELETE_REQUESTS: positiveInteger.default(60_000),
+  HEADERS_TIMEOUT_SECONDS: positive.default(30),
+  REQUEST_TIMEOUT_SECONDS: positive.default(300),
+  MAX_CONNECTIONS_PER_LISTENER: positiveInteger.optional(),
   BENCHMARK_CACHE: z.string().default('.has_benchmark'),
   TERMINATION_GRACE_PERIOD_SECONDS: z.coerce.number().nonnegative().default(300),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
@@ -260,6 +275,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     assumedThroughput: data.ASSUMED_THROUGHPUT,
     maxConnections: data.MAX_CONNECTIONS,
     maxBodyBytes: data.MAX_BODY_BYTES,
+    maxPendingDeletes: data.MAX_PENDING_DELETE_REQUESTS,
+    headersTimeoutSeconds: data.HEADERS_TIMEOUT_SECONDS,
+    requestTimeoutSeconds: data.REQUEST_TIMEOUT_SECONDS,
+    maxConnectionsPerListener: data.MAX_CONNECTIONS_PER_LISTENER,
     benchmarkCacheFile: data.BENCHMARK_CACHE,
     terminationGracePeriodSeconds: data.TERMINATION_GRACE_PERIOD_SECONDS,
     logLevel: data.LOG_LEVEL,

@@ -78,6 +78,8 @@ export class Accounting {
   queuedWorkload = 0;
   /** Finished and rejected records waiting for /delete_requests/. */
   readonly toDelete: RequestRecord[] = [];
+  /** Entries dropped undelivered because the autoscaler stayed unreachable past the pending cap. */
+  droppedDeletes = 0;
   /** A report should go out at the next tick. */
   updatePending = false;
 
@@ -164,8 +166,9 @@ export class Accounting {
   }
 
   /** The request left the queue and its work began (`work_started_at`). */
-  workStarted(record: RequestRecord): void {
-    record.workStartedAt = this.#epochSeconds();
+  /** `at` (epoch seconds) defaults to now; a session's work starts when it is created. */
+  workStarted(record: RequestRecord, at = this.#epochSeconds()): void {
+    record.workStartedAt = at;
     this.#emit({ kind: 'work-started', record });
   }
 

@@ -175,6 +175,18 @@ export function createPrometheusMetrics(sources: PrometheusSources): PrometheusM
     },
   });
 
+  let droppedCounted = 0;
+  new Counter({
+    name: 'tsworker_delete_requests_dropped_total',
+    help: 'Finished requests never reported to /delete_requests/: the autoscaler stayed unreachable past MAX_PENDING_DELETE_REQUESTS.',
+    registers: [registry],
+    collect() {
+      const dropped = accounting.droppedDeletes;
+      if (dropped > droppedCounted) this.inc(dropped - droppedCounted);
+      droppedCounted = dropped;
+    },
+  });
+
   return {
     registry,
     observe(summary) {

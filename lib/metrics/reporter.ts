@@ -54,10 +54,15 @@ export interface ReporterOptions {
   readonly now?: () => number;
   /** Bytes used on the root filesystem; injectable for tests. */
   readonly diskUsedBytes?: () => number;
+  /**
+   * Undelivered /delete_requests/ entries kept while the autoscaler is unreachable; older ones are
+   * dropped and counted in `accounting.droppedDeletes`. @default DEFAULT_MAX_PENDING_DELETES
+   */
+  readonly maxPendingDeletes?: number;
 }
 
-/** Undelivered /delete_requests/ entries kept while the autoscaler is unreachable. */
-const MAX_PENDING_DELETES = 10_000;
+/** A 60 s autoscaler outage at 1,000 requests/s; an entry is about 200 bytes, so 12 MB at most. */
+export const DEFAULT_MAX_PENDING_DELETES = 60_000;
 
 function rootDiskUsedBytes(): number {
   try {
@@ -230,9 +235,11 @@ export class Reporter {
       if (!delivered) {
         // Keep them for the next tick, oldest first, bounded so a dead autoscaler cannot grow memory.
         accounting.toDelete.unshift(...records);
-        const excess = accounting.toDelete.length - MAX_PENDING_DELETES;
+        const max = this.#options.maxPendingDeletes ?? DEFAULT_MAX_PENDING_DELETES;
+        const excess = accounting.toDelete.length - max;
         if (excess > 0) {
           accounting.toDelete.splice(0, excess);
+          accounting.droppedDeletes += excess;
           this.#log.warn({ dropped: excess }, 'dropped undelivered delete_requests entries');
         }
       }

@@ -145,6 +145,7 @@ export function createWorkerApp(
             idleMs: config.timings.reportIdle * 1000,
             timeoutMs: config.timings.reportTimeout * 1000,
             retryDelayMs: config.timings.reportRetryDelay * 1000,
+            maxPendingDeletes: config.maxPendingDeletes,
           }),
     inFlight: new InFlightRequests(),
   };

@@ -1,7 +1,7 @@
 /**
  * The worker's two listeners (protocol §1.2 step 4, §10):
  * - main (`WORKER_PORT`): every route; HTTPS with `SSL_CERT_FILE`/`SSL_KEY_FILE` when `USE_SSL=true`;
- *   no body size limit;
+ *   bodies up to `MAX_BODY_BYTES`;
  * - plain HTTP (`WORKER_HTTP_PORT`, default `WORKER_PORT + 1`): POST /session/end only, 1 MiB bodies.
  */
 import { readFileSync } from 'node:fs';
@@ -39,8 +39,24 @@ export interface Listeners {
   close(): Promise<void>;
 }
 
-// Generation can take minutes: no request timeout; keep-alive beyond common load balancers' 60 s.
-const SERVER_OPTIONS = { keepAliveTimeout: 65_000, requestTimeout: 0 } as const;
+/**
+ * Keep-alive beyond common load balancers' 60 s. `requestTimeout` bounds receiving a request (headers
+ * and body), never the answer: generation can take as long as it takes. Node checks both timeouts
+ * every `connectionsCheckingInterval`, so it follows the shorter of them.
+ */
+function serverOptions(config: WorkerRuntime['config']) {
+  const headersTimeout = config.headersTimeoutSeconds * 1000;
+  const requestTimeout = config.requestTimeoutSeconds * 1000;
+  return {
+    keepAliveTimeout: 65_000,
+    headersTimeout,
+    requestTimeout,
+    connectionsCheckingInterval: Math.max(
+      100,
+      Math.min(30_000, headersTimeout / 2, requestTimeout / 2),
+    ),
+  } as const;
+}
 
 /** Creates and binds both listeners. A bad TLS pair or a busy port is a `StartupError`. */
 export async function startListeners(
@@ -48,13 +64,19 @@ export async function startListeners(
   mainListener: NodeListener,
 ): Promise<Listeners> {
   const { config } = runtime;
+  const options = serverOptions(config);
   const main: AnyServer = config.useSsl
     ? createHttpsServer(
-        { ...loadTlsPair(config.sslCertFile, config.sslKeyFile), ...SERVER_OPTIONS },
+        { ...loadTlsPair(config.sslCertFile, config.sslKeyFile), ...options },
         mainListener,
       )
-    : createServer(SERVER_OPTIONS, mainListener);
-  const plain = createServer(SERVER_OPTIONS, plainListener(runtime));
+    : createServer(options, mainListener);
+  const plain = createServer(options, plainListener(runtime));
+  if (config.maxConnectionsPerListener !== undefined) {
+    // Past it Node drops new connections at once; those in progress are untouched.
+    main.maxConnections = config.maxConnectionsPerListener;
+    plain.maxConnections = config.maxConnectionsPerListener;
+  }
   const mainCloser = closer(main);
   const plainCloser = closer(plain);
 

@@ -166,7 +166,7 @@ function createSession(
   };
   runtime.sessions.add(session);
   runtime.accounting.started(record);
-  runtime.accounting.workStarted(record);
+  runtime.accounting.workStarted(record, record.enteredQueueAt);
   runtime.logger
     .child({ component: 'sessions' })
     .info({ sessionId: session.sessionId, lifetime, workload: record.workload }, 'session created');

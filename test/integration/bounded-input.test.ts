@@ -279,3 +279,117 @@ describe('the last-resort handler', () => {
     }
   });
 });
+
+describe('undelivered /delete_requests/ entries', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({
+      env: {
+        MAX_PENDING_DELETE_REQUESTS: '5',
+        REPORT_TICK_SECONDS: '0.05',
+        REPORT_RETRY_DELAY_SECONDS: '0',
+      },
+    });
+  });
+  afterAll(() => stack.close());
+
+  it('keeps at most MAX_PENDING_DELETE_REQUESTS while the autoscaler is down, and counts the dropped ones', async () => {
+    stack.autoscaler.configure({ failDeleteRequests: 1_000_000 });
+    const idxs: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const auth = stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 1 });
+      idxs.push(auth.request_idx as number);
+      const response = await post(`${stack.worker.url}/generate`, {
+        auth_data: auth,
+        payload: { prompt: 'hi', max_response_tokens: 1 },
+      });
+      expect(response.status).toBe(200);
+    }
+    const metric = /^tsworker_delete_requests_dropped_total (\d+)$/m;
+    const dropped = await waitFor(
+      async () => {
+        const text = (await get(`${stack.worker.url}/metrics`)).text;
+        const value = Number(metric.exec(text)?.[1]);
+        return value === 3 ? value : undefined;
+      },
+      { label: 'three dropped entries counted' },
+    );
+    expect(dropped).toBe(3);
+    stack.autoscaler.configure({ failDeleteRequests: 0 });
+    const delivered = await waitFor(
+      () => {
+        const ok = stack.autoscaler.records.deleteRequests.filter((r) => r.status === 200);
+        const seen = ok.flatMap((r) => r.body.requests.map((e) => e.request_idx));
+        return seen.length >= 5 ? seen : undefined;
+      },
+      { label: 'the kept entries delivered' },
+    );
+    expect(delivered.sort((a, b) => a - b)).toEqual(idxs.slice(3));
+  });
+});
+
+describe('slow and numerous clients', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({
+      env: {
+        HEADERS_TIMEOUT_SECONDS: '0.5',
+        REQUEST_TIMEOUT_SECONDS: '1',
+        MAX_CONNECTIONS_PER_LISTENER: '3',
+      },
+    });
+  });
+  afterAll(() => stack.close());
+
+  it('disconnects a client that never finishes its headers (slowloris)', async () => {
+    const exchange = rawExchange(stack.worker.url, 'POST /generate HTTP/1.1\r\nHost: x\r\n', '');
+    const answer = await exchange.closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('disconnects a client that never finishes its body', async () => {
+    const exchange = rawExchange(
+      stack.worker.url,
+      'POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n',
+      '{"auth_data"',
+    );
+    const answer = await exchange.closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('never cuts an answer that takes longer than REQUEST_TIMEOUT_SECONDS', async () => {
+    // Five tokens at 400 ms each: the answer takes two seconds, twice the request timeout.
+    stack.model.configure({ tokenDelayMs: 400 });
+    const response = await post(`${stack.worker.url}/generate`, {
+      auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 1 }),
+      payload: { prompt: 'slow', max_response_tokens: 5 },
+    });
+    expect(response.status).toBe(200);
+    expect(response.json()).toMatchObject({ tokens: 5 });
+  });
+
+  it('drops connections past MAX_CONNECTIONS_PER_LISTENER at once', async () => {
+    const { hostname, port } = new URL(stack.worker.url);
+    const open = await Promise.all(
+      [1, 2, 3].map(async () => {
+        const socket = connect(Number(port), hostname);
+        await once(socket, 'connect');
+        return socket;
+      }),
+    );
+    try {
+      const extra = connect(Number(port), hostname);
+      extra.on('error', () => undefined);
+      await once(extra, 'close');
+      // The three held connections are untouched: one of them is still served.
+      const first = open[0] as Socket;
+      let answer = '';
+      first.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+      first.write('GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      await once(first, 'close');
+      expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    } finally {
+      for (const socket of open) socket.destroy();
+    }
+  });
+});

@@ -533,7 +533,8 @@ describe('session expiry', () => {
   });
 
   it('a session with a request in flight outlives its expiry until the request ends', async () => {
-    const { id } = await createSession(stack, { lifetime: 0.05 });
+    // Long enough that the request surely joins the session before it expires, even on a busy machine.
+    const { id } = await createSession(stack, { lifetime: 1 });
     stack.model.configure({ failure: { kind: 'hang-headers' } });
     const runtime = stack.worker.runtime;
     try {
