@@ -266,6 +266,11 @@ interface QueuedJob {
   readonly durationMs: number;
   readonly onStart: () => void;
   readonly onDone: () => void;
+  /**
+   * Awaited after `onStart`, before the run time starts (the `hold` knob): a held job keeps the
+   * engine busy, so later jobs wait behind it as they would behind a running prompt.
+   */
+  readonly ready?: () => Promise<void>;
 }
 
 export class SerialEngine {
@@ -293,7 +298,7 @@ export class SerialEngine {
 
   submit(
     durationMs: number,
-    callbacks: { onStart: () => void; onDone: () => void },
+    callbacks: { onStart: () => void; onDone: () => void; ready?: () => Promise<void> },
   ): SerialJob | undefined {
     if (this.full) return undefined;
     const job = { durationMs, ...callbacks };
@@ -323,12 +328,18 @@ export class SerialEngine {
     this.#busy = true;
     this.#current = job;
     job.onStart();
-    this.#timer = setTimeout(() => {
-      this.#current = undefined;
-      this.#busy = false;
-      job.onDone();
-      this.#next();
-    }, job.durationMs);
+    const run = (): void => {
+      // Cancelled (or the engine stopped) while it was held.
+      if (this.#current !== job) return;
+      this.#timer = setTimeout(() => {
+        this.#current = undefined;
+        this.#busy = false;
+        job.onDone();
+        this.#next();
+      }, job.durationMs);
+    };
+    if (job.ready === undefined) run();
+    else void job.ready().then(run);
   }
 
   stop(): void {
