@@ -8,6 +8,7 @@ const USAGE = `Usage: tsworker <command>
 Commands:
   start <worker>    Run one worker (a folder under workers/ or a path), configured by the environment
   dev [worker]      Run the local stack: example model server, local autoscaler and a worker (default hello_world)
+  init <name>       Write a worker folder ./<name>/ from a preset (tsworker init --help)
   test_load ...     Load-test an endpoint or a worker (tsworker test_load --help)
   help              Show this text
 `;
@@ -22,6 +23,11 @@ async function main(argv: readonly string[]): Promise<void> {
           'start needs a worker name or path, e.g. "tsworker start hello_world"',
         );
       await startCommand(name);
+      return;
+    }
+    case 'init': {
+      const { initCommand } = await import('./commands/init.ts');
+      process.exitCode = initCommand(rest);
       return;
     }
     case 'dev':

@@ -68,3 +68,4 @@ export {
   type ComfyUIRoute,
   type ComfyUISettings,
 } from './comfyui.ts';
+export { passthroughWorker, AnyJsonObject, type PassthroughOptions } from './passthrough.ts';

@@ -1,12 +1,13 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import {
   DefinitionError,
   resolveWorker,
   type ResolvedWorker,
   type WorkerEnv,
 } from '../../lib/index.ts';
+import { importWorkerFile } from './import-worker-file.ts';
 
 /** The package root: src/commands/ → ../.. (also right for dist/src/commands/ → dist). */
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -36,7 +37,7 @@ export async function loadWorker(
       `no worker "${nameOrPath}": expected a folder under ${WORKERS_DIR} or a path to a folder with server.ts`,
     );
   }
-  const module = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  const module = (await importWorkerFile(file)) as { default?: unknown };
   if (
     module.default === undefined ||
     typeof module.default !== 'object' ||

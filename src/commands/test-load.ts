@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { DefinitionError, testLoadMain, type LoadTestDefinition } from '../../lib/index.ts';
 import { isLoadTestDefinition, UsageError, type TestLoadIo } from '../../lib/test-harness/index.ts';
+import { importWorkerFile } from './import-worker-file.ts';
 import { WORKERS_DIR } from './load-worker.ts';
 
 /**
@@ -22,7 +22,7 @@ export async function loadTestDefinition(
     .map((name) => join(folder, name))
     .find((f) => existsSync(f));
   if (file === undefined) return undefined;
-  const module = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  const module = (await importWorkerFile(file)) as { default?: unknown };
   if (!isLoadTestDefinition(module.default)) {
     throw new DefinitionError(`${file} must export defineLoadTest({...}) as its default export`);
   }
