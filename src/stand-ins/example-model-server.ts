@@ -14,6 +14,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { isEntryPoint } from '../../lib/index.ts';
 import { httpUrl, listen } from '../../lib/internal/listen.ts';
+import { runProgram, serveUntilSignal } from './program.ts';
 
 export type FailureInjection =
   | { kind: 'none' }
@@ -580,20 +581,7 @@ export async function main(): Promise<ExampleModelServer> {
     tokenDelayMs: envNumber('TOKEN_DELAY_MS', 0),
     loadDelayMs: envNumber('LOAD_DELAY_MS', 0),
   });
-  process.stdout.write(`${JSON.stringify({ event: 'listening', url: server.url })}\n`);
-  const stop = (): void => {
-    void server.close().then(() => {
-      process.exitCode = 0;
-    });
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  return server;
+  return serveUntilSignal(server);
 }
 
-if (isEntryPoint(import.meta.url)) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`example model server: ${String(error)}\n`);
-    process.exit(1);
-  });
-}
+if (isEntryPoint(import.meta.url)) runProgram('example model server', main);

@@ -36,6 +36,7 @@ import type {
   LoadBehaviour,
   SerialJob,
 } from './common.ts';
+import { runProgram, serveUntilSignal } from '../program.ts';
 
 export interface ComfyUIFakeOptions extends FakeServerOptions {
   /** ComfyUI's own port; 0 picks an ephemeral one. @default 0 */
@@ -1211,22 +1212,7 @@ export async function main(): Promise<ComfyUIFake> {
     msPerStep: envNumber(env, 'MS_PER_STEP', 5),
     maxQueueSize: envNumber(env, 'MAX_QUEUE_SIZE', 100),
   });
-  process.stdout.write(
-    `${JSON.stringify({ event: 'listening', url: fake.url, comfyuiUrl: fake.comfyuiUrl })}\n`,
-  );
-  const stop = (): void => {
-    void fake.close().then(() => {
-      process.exitCode = 0;
-    });
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  return fake;
+  return serveUntilSignal(fake, { comfyuiUrl: fake.comfyuiUrl });
 }
 
-if (isEntryPoint(import.meta.url)) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`comfyui fake: ${String(error)}\n`);
-    process.exit(1);
-  });
-}
+if (isEntryPoint(import.meta.url)) runProgram('comfyui fake', main);

@@ -40,6 +40,7 @@ import type {
 } from './common.ts';
 import { handleOpenAIRequest } from './openai.ts';
 import type { OpenAIWireContext } from './openai.ts';
+import { runProgram, serveUntilSignal } from '../program.ts';
 
 /** The version `/api/version` reports and the start-up line names. */
 export const OLLAMA_FAKE_VERSION = '0.12.6';
@@ -733,20 +734,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<Ollama
       maxRunning: parallel,
     },
   });
-  process.stdout.write(`${JSON.stringify({ event: 'listening', url: server.url })}\n`);
-  const stop = (): void => {
-    void server.close().then(() => {
-      process.exitCode = 0;
-    });
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  return server;
+  return serveUntilSignal(server);
 }
 
-if (isEntryPoint(import.meta.url)) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`ollama fake: ${String(error)}\n`);
-    process.exit(1);
-  });
-}
+if (isEntryPoint(import.meta.url)) runProgram('ollama fake', main);

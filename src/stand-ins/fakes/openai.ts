@@ -32,6 +32,7 @@ import type {
   Generation,
   InjectedError,
 } from './common.ts';
+import { runProgram, serveUntilSignal } from '../program.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The OpenAI wire, shared by every engine that speaks it
@@ -1079,20 +1080,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<OpenAI
       },
     }),
   });
-  process.stdout.write(`${JSON.stringify({ event: 'listening', url: server.url })}\n`);
-  const stop = (): void => {
-    void server.close().then(() => {
-      process.exitCode = 0;
-    });
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  return server;
+  return serveUntilSignal(server);
 }
 
-if (isEntryPoint(import.meta.url)) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`openai fake: ${String(error)}\n`);
-    process.exit(1);
-  });
-}
+if (isEntryPoint(import.meta.url)) runProgram('openai fake', main);

@@ -37,6 +37,7 @@ import type {
   FakeServerOptions,
   InjectedError,
 } from './common.ts';
+import { runProgram, serveUntilSignal } from '../program.ts';
 
 export interface TgiFakeOptions extends FakeServerOptions {
   /** MODEL_ID: the model in /info and the log. @default 'meta-llama/Llama-3.1-8B-Instruct' */
@@ -813,20 +814,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<FakeSe
     maxConcurrentRequests: envNumber(env, 'MAX_CONCURRENT_REQUESTS', 128),
     batching: { tokensPerSecondPerSequence: perSequence, tokensPerSecond: perSequence * 10 },
   });
-  process.stdout.write(`${JSON.stringify({ event: 'listening', url: server.url })}\n`);
-  const stop = (): void => {
-    void server.close().then(() => {
-      process.exitCode = 0;
-    });
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  return server;
+  return serveUntilSignal(server);
 }
 
-if (isEntryPoint(import.meta.url)) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`tgi fake: ${String(error)}\n`);
-    process.exit(1);
-  });
-}
+if (isEntryPoint(import.meta.url)) runProgram('tgi fake', main);
