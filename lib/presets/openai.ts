@@ -97,69 +97,78 @@ export interface OpenAIRouteOptions {
   readonly defaultMaxTokens: number;
 }
 
+/** What differs between the OpenAI routes: the fields read, the workload, the benchmark sample. */
+interface RouteSpec<Schema extends z.ZodType> {
+  readonly payload: Schema;
+  readonly workload: (request: z.output<Schema>, options: OpenAIRouteOptions) => number;
+  readonly sample: (options: OpenAIRouteOptions) => Record<string, unknown>;
+}
+
+const ROUTE_SPECS = {
+  '/v1/completions': {
+    payload: CompletionRequest,
+    workload: (request, options) => generationWorkload(request, options.defaultMaxTokens),
+    sample: ({ modelId }) => ({
+      model: modelId,
+      prompt: randomPrompt(BENCHMARK_WORDS),
+      temperature: 0.7,
+      max_tokens: BENCHMARK_MAX_TOKENS,
+    }),
+  } satisfies RouteSpec<typeof CompletionRequest>,
+  '/v1/chat/completions': {
+    payload: ChatRequest,
+    workload: (request, options) => generationWorkload(request, options.defaultMaxTokens),
+    sample: ({ modelId }) => ({
+      model: modelId,
+      messages: [{ role: 'user', content: randomPrompt(BENCHMARK_WORDS) }],
+      temperature: 0.7,
+      max_tokens: BENCHMARK_MAX_TOKENS,
+    }),
+  } satisfies RouteSpec<typeof ChatRequest>,
+  '/v1/embeddings': {
+    payload: EmbeddingRequest,
+    workload: (request, options) => scaledWorkload(inputChars(request.input), options.embedChars),
+    sample: ({ modelId, embedChars }) => ({
+      model: modelId,
+      input: randomPrompt(Math.ceil(embedChars / 5)).slice(0, embedChars),
+    }),
+  } satisfies RouteSpec<typeof EmbeddingRequest>,
+} as const;
+
+function handlerFor<Schema extends z.ZodType>(
+  spec: RouteSpec<Schema>,
+  options: OpenAIRouteOptions,
+): ResolvedHandler {
+  const { modelId } = options;
+  return defineHandler({
+    route: options.route,
+    allowParallel: true,
+    maxQueueTime: 600,
+    payload: spec.payload,
+    workload: (request: z.output<Schema>) => spec.workload(request, options),
+    // The model id is filled in when the client leaves it out, as the engines expect one.
+    transformRequest: (request) => {
+      const body = request as { model?: unknown };
+      return body.model === undefined && modelId !== '' ? { ...body, model: modelId } : body;
+    },
+    ...(options.benchmark && {
+      benchmark: { concurrency: 10, runs: 3, generator: () => spec.sample(options) },
+    }),
+  });
+}
+
 /**
  * One OpenAI route as a handler: parallel, 600 s of queue, the model id filled in when the client
  * leaves it out, and the reference's benchmark when this route carries it.
  */
 export function openaiHandler(options: OpenAIRouteOptions): ResolvedHandler {
-  const { modelId, route, defaultMaxTokens, embedChars } = options;
-  const common = { route, allowParallel: true, maxQueueTime: 600 } as const;
-  const withModel = <T extends { model?: string | undefined }>(body: T): T =>
-    body.model === undefined && modelId !== '' ? { ...body, model: modelId } : body;
-  const benchmark = { concurrency: 10, runs: 3 };
-  switch (route) {
+  switch (options.route) {
     case '/v1/completions':
-      return defineHandler({
-        ...common,
-        payload: CompletionRequest,
-        workload: (request) => generationWorkload(request, defaultMaxTokens),
-        transformRequest: withModel,
-        ...(options.benchmark && {
-          benchmark: {
-            ...benchmark,
-            generator: () => ({
-              model: modelId,
-              prompt: randomPrompt(BENCHMARK_WORDS),
-              temperature: 0.7,
-              max_tokens: BENCHMARK_MAX_TOKENS,
-            }),
-          },
-        }),
-      });
+      return handlerFor(ROUTE_SPECS['/v1/completions'], options);
     case '/v1/chat/completions':
-      return defineHandler({
-        ...common,
-        payload: ChatRequest,
-        workload: (request) => generationWorkload(request, defaultMaxTokens),
-        transformRequest: withModel,
-        ...(options.benchmark && {
-          benchmark: {
-            ...benchmark,
-            generator: () => ({
-              model: modelId,
-              messages: [{ role: 'user', content: randomPrompt(BENCHMARK_WORDS) }],
-              temperature: 0.7,
-              max_tokens: BENCHMARK_MAX_TOKENS,
-            }),
-          },
-        }),
-      });
+      return handlerFor(ROUTE_SPECS['/v1/chat/completions'], options);
     case '/v1/embeddings':
-      return defineHandler({
-        ...common,
-        payload: EmbeddingRequest,
-        workload: (request) => scaledWorkload(inputChars(request.input), embedChars),
-        transformRequest: withModel,
-        ...(options.benchmark && {
-          benchmark: {
-            ...benchmark,
-            generator: () => ({
-              model: modelId,
-              input: randomPrompt(Math.ceil(embedChars / 5)).slice(0, embedChars),
-            }),
-          },
-        }),
-      });
+      return handlerFor(ROUTE_SPECS['/v1/embeddings'], options);
   }
 }
 
