@@ -26,7 +26,12 @@ import {
   type WorkerFactory,
 } from '../worker.ts';
 import { apiPayload } from './envelope.ts';
-import { EnvProblems, readEngineSettings, type EngineDefaults } from './settings.ts';
+import {
+  EnvProblems,
+  positiveInteger,
+  readEngineSettings,
+  type EngineDefaults,
+} from './settings.ts';
 
 /** The wrapper (`uvicorn main:app --port 18288`), "not ComfyUI's own port (18188)". */
 export const COMFYUI_WRAPPER_URL = 'http://127.0.0.1:18288';
@@ -184,10 +189,6 @@ export interface ComfyUISettings {
   readonly benchmarkRuns: number;
 }
 
-const positiveInteger = z.coerce
-  .number({ message: 'must be a positive integer' })
-  .int({ message: 'must be a positive integer' })
-  .positive({ message: 'must be a positive integer' });
 const positiveSeconds = z.coerce
   .number({ message: 'must be a positive number of seconds' })
   .positive({ message: 'must be a positive number of seconds' });

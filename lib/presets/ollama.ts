@@ -21,6 +21,8 @@ import {
   readEngineSettings,
   requireModelId,
   type EngineDefaults,
+  positiveInteger,
+  routeList,
 } from './settings.ts';
 
 /** Ollama's default `OLLAMA_HOST` (envconfig): `127.0.0.1:11434`, plain HTTP. */
@@ -195,25 +197,6 @@ const OLLAMA_ROUTES = [...OLLAMA_NATIVE_ROUTES, ...OPENAI_ROUTES] as const;
 const benchmarkRoute = z.enum(OLLAMA_ROUTES, {
   message: `must be one of ${OLLAMA_ROUTES.join(', ')}`,
 });
-const openaiRouteList = z.string().transform((value, ctx) => {
-  const routes = value
-    .split(',')
-    .map((route) => route.trim())
-    .filter((route) => route !== '');
-  for (const route of routes) {
-    if (!(OPENAI_ROUTES as readonly string[]).includes(route)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `unknown route "${route}"; Ollama's OpenAI routes here are ${OPENAI_ROUTES.join(', ')}`,
-      });
-    }
-  }
-  return [...new Set(routes)] as OpenAIRoute[];
-});
-const positiveInteger = z.coerce
-  .number({ message: 'must be a positive integer' })
-  .int({ message: 'must be a positive integer' })
-  .positive({ message: 'must be a positive integer' });
 const hostSetting = z.string().transform((value, ctx) => {
   const url = ollamaHostUrl(value);
   if (url === undefined) {
@@ -242,7 +225,7 @@ export function readOllamaSettings(
   const listed = problems.read<OpenAIRoute[] | undefined>(
     env,
     'OPENAI_ROUTES',
-    openaiRouteList,
+    routeList(OPENAI_ROUTES, "Ollama's OpenAI routes here are"),
     undefined,
   );
   const isNative = (OLLAMA_NATIVE_ROUTES as readonly string[]).includes(bench);

@@ -18,6 +18,8 @@ import {
   readEngineSettings,
   requireModelId,
   type EngineDefaults,
+  positiveInteger,
+  routeList,
 } from './settings.ts';
 
 export const OPENAI_DEFAULT_URL = 'http://127.0.0.1:18000';
@@ -182,28 +184,9 @@ export interface OpenAIEngine extends Partial<
   readonly modelEnv?: readonly string[];
 }
 
-const routeList = z.string().transform((value, ctx) => {
-  const routes = value
-    .split(',')
-    .map((route) => route.trim())
-    .filter((route) => route !== '');
-  for (const route of routes) {
-    if (!(OPENAI_ROUTES as readonly string[]).includes(route)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `unknown route "${route}"; this worker serves ${OPENAI_ROUTES.join(', ')}`,
-      });
-    }
-  }
-  return routes as OpenAIRoute[];
-});
 const openaiRoute = z.enum(OPENAI_ROUTES, {
   message: `must be one of ${OPENAI_ROUTES.join(', ')}`,
 });
-const positiveInteger = z.coerce
-  .number({ message: 'must be a positive integer' })
-  .int({ message: 'must be a positive integer' })
-  .positive({ message: 'must be a positive integer' });
 
 /** What the OpenAI preset reads from the environment, validated together. */
 export interface OpenAISettings {
@@ -218,7 +201,7 @@ export function readOpenAISettings(env: WorkerEnv, problems: EnvProblems): OpenA
   const listed = problems.read<OpenAIRoute[] | undefined>(
     env,
     'OPENAI_ROUTES',
-    routeList,
+    routeList(OPENAI_ROUTES, 'this worker serves'),
     undefined,
   );
   // The default serves the benchmark route too; an explicit list must name it (reference core.py).

@@ -66,6 +66,34 @@ export function lines(value: string | undefined): string[] | undefined {
   return entries.length === 0 ? undefined : entries;
 }
 
+/** A positive whole number from an environment variable. */
+export const positiveInteger = z.coerce
+  .number({ message: 'must be a positive integer' })
+  .int({ message: 'must be a positive integer' })
+  .positive({ message: 'must be a positive integer' });
+
+/**
+ * A comma-separated list of routes, each one of `allowed` (`OPENAI_ROUTES`); duplicates dropped.
+ * `served` names them in the message, e.g. "this worker serves".
+ */
+export function routeList<Route extends string>(allowed: readonly Route[], served: string) {
+  return z.string().transform((value, ctx) => {
+    const routes = value
+      .split(',')
+      .map((route) => route.trim())
+      .filter((route) => route !== '');
+    for (const route of routes) {
+      if (!(allowed as readonly string[]).includes(route)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown route "${route}"; ${served} ${allowed.join(', ')}`,
+        });
+      }
+    }
+    return [...new Set(routes)] as Route[];
+  });
+}
+
 const healthEndpoint = z
   .string()
   .refine((value) => value.startsWith('/') || /^https?:\/\/[^/]/i.test(value), {

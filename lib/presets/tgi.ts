@@ -14,7 +14,7 @@ import {
 import { apiPayload } from './envelope.ts';
 import { DEFAULT_MAX_TOKENS, openaiHandler } from './openai.ts';
 import { randomPrompt } from './prompts.ts';
-import { EnvProblems, readEngineSettings, type EngineDefaults } from './settings.ts';
+import { EnvProblems, readEngineSettings, type EngineDefaults, routeList } from './settings.ts';
 
 /** The reference's `MODEL_SERVER_PORT = 5001` (it binds 0.0.0.0; loopback is what it reaches). */
 export const TGI_DEFAULT_URL = 'http://127.0.0.1:5001';
@@ -101,21 +101,6 @@ export interface TgiEngine extends Partial<
 }
 
 const tgiRoute = z.enum(TGI_ROUTES, { message: `must be one of ${TGI_ROUTES.join(', ')}` });
-const openaiRouteList = z.string().transform((value, ctx) => {
-  const routes = value
-    .split(',')
-    .map((route) => route.trim())
-    .filter((route) => route !== '');
-  for (const route of routes) {
-    if (!(TGI_OPENAI_ROUTES as readonly string[]).includes(route)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `unknown route "${route}"; TGI's OpenAI routes are ${TGI_OPENAI_ROUTES.join(', ')}`,
-      });
-    }
-  }
-  return [...new Set(routes)] as TgiOpenAIRoute[];
-});
 
 /** What the TGI preset reads besides the engine settings, validated with them. */
 export interface TgiSettings {
@@ -126,7 +111,12 @@ export interface TgiSettings {
 export function readTgiSettings(env: WorkerEnv, problems: EnvProblems): TgiSettings {
   return {
     benchmarkRoute: problems.read(env, 'BENCHMARK_ROUTE', tgiRoute, '/generate'),
-    openaiRoutes: problems.read(env, 'OPENAI_ROUTES', openaiRouteList, []),
+    openaiRoutes: problems.read(
+      env,
+      'OPENAI_ROUTES',
+      routeList(TGI_OPENAI_ROUTES, "TGI's OpenAI routes are"),
+      [],
+    ),
   };
 }
 
