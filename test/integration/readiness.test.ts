@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -36,6 +36,22 @@ async function stackWithLog(options: StackOptions & { logFile?: string } = {}): 
   });
 }
 
+/**
+ * The model logs to a file of its own, so the watched log holds only what the test writes: the load
+ * line goes in after start-up, and no race with the public key decides when the sequence starts.
+ */
+async function stackLoadedByTest(model: StackOptions['model']) {
+  const watched = join(logDir(), 'model.log');
+  writeFileSync(watched, '');
+  stack = await stackWithLog({
+    logFile: watched,
+    model: { ...model, logFile: join(logDir(), 'own.log') },
+  });
+  const seen = phases(stack);
+  appendFileSync(watched, 'INFO  server has started\n');
+  return { watched, seen };
+}
+
 function phases(target: TestStack): ReadinessPhase[] {
   const seen: ReadinessPhase[] = [];
   target.worker.runtime.readiness.onChange((next) => seen.push(next.phase));
@@ -58,20 +74,20 @@ describe('readiness from the model log', () => {
   });
 
   it('acts at once on an error line printed during a long benchmark', async () => {
-    stack = await stackWithLog({ model: { tokenDelayMs: 20 } });
+    const { watched } = await stackLoadedByTest({ tokenDelayMs: 20 });
     await waitFor(() => stack?.worker.runtime.readiness.phase === 'benchmarking', {
       label: 'benchmarking',
     });
-    stack.model.writeLog('Traceback: Exception: corrupted model file at shard 3');
-    const report = await stack.autoscaler.waitForReport((r) => r.error_msg !== '');
+    appendFileSync(watched, 'Traceback: Exception: corrupted model file at shard 3\n');
+    const report = await stack!.autoscaler.waitForReport((r) => r.error_msg !== '');
     expect(report.error_msg).toBe(
       'Exception: corrupted model file: Traceback: Exception: corrupted model file at shard 3',
     );
     expect(report.loadtime).toBe(0);
     // The benchmark was still running when the error was reported.
-    expect(stack.model.stats.completed).toBeLessThan(31);
-    await stack.worker.readinessSequence.settled();
-    expect(stack.worker.runtime.readiness.phase).toBe('errored');
+    expect(stack!.model.stats.completed).toBeLessThan(31);
+    await stack!.worker.readinessSequence.settled();
+    expect(stack!.worker.runtime.readiness.phase).toBe('errored');
   });
 
   it('holds a half-written load line until its newline arrives', async () => {
@@ -114,17 +130,18 @@ describe('readiness from the model log', () => {
   });
 
   it('re-runs readiness once, not once per line, when load lines repeat during a run', async () => {
-    stack = await stackWithLog({ model: { tokenDelayMs: 2 } });
-    const seen = phases(stack);
+    const { watched, seen } = await stackLoadedByTest({ tokenDelayMs: 2 });
     await waitFor(() => stack?.worker.runtime.readiness.phase === 'benchmarking', {
       label: 'benchmarking',
     });
-    stack.model.writeLog('INFO  server has started (again)');
-    stack.model.writeLog('INFO  server has started (and again)');
+    appendFileSync(
+      watched,
+      'INFO  server has started (again)\nINFO  server has started (and again)\n',
+    );
     await waitFor(() => seen.filter((p) => p === 'ready').length === 2, {
       label: 'two ready transitions',
     });
-    await stack.worker.readinessSequence.settled();
+    await stack!.worker.readinessSequence.settled();
     expect(seen.filter((p) => p === 'benchmarking')).toHaveLength(2);
   });
 
