@@ -4,7 +4,16 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,32 +116,97 @@ export interface WorkerProcessOptions {
   readonly nodeFlags?: readonly string[];
   /** The compiled CLI (production); undefined runs src/cli.ts through tsx. */
   readonly builtCli?: string;
+  /**
+   * Where the worker's stdout (its log lines) goes: a file, as a log collector would take it. The
+   * bench process does not read it, so a line per request costs the worker, not the bench.
+   */
+  readonly logFile?: string;
 }
 
+export interface BuiltBench {
+  /** The compiled CLI. */
+  readonly cli: string;
+  /** The compiled floor proxy (bench/floor-proxy.ts). */
+  readonly floor: string;
+}
+
+const TSC = join(REPO_ROOT, 'node_modules/typescript/bin/tsc');
+
 /**
- * Compiles lib, src and workers as `npm run build` does, into bench/results/build (ignored by git,
- * and inside the checkout so node_modules resolve), and returns the CLI's path. The worker then
- * runs as it does in production: no tsx loader thread, no transpiling.
+ * Compiles lib, src and workers as `npm run build` does, and the floor proxy with the same options,
+ * into bench/results/build (ignored by git, and inside the checkout so node_modules resolve). The
+ * worker and the floor then run as in production: no tsx loader thread, no transpiling.
  */
-export function buildCli(): string {
+export function buildBench(): BuiltBench {
   const outDir = join(REPO_ROOT, 'bench/results/build');
   const result = spawnSync(
     process.execPath,
-    [
-      join(REPO_ROOT, 'node_modules/typescript/bin/tsc'),
-      '-p',
-      'tsconfig.build.json',
-      '--outDir',
-      outDir,
-      '--declaration',
-      'false',
-    ],
+    [TSC, '-p', 'tsconfig.build.json', '--outDir', outDir, '--declaration', 'false'],
     { cwd: REPO_ROOT, encoding: 'utf8' },
   );
   const cli = join(outDir, 'src/cli.js');
-  // Type errors elsewhere in the tree still emit JavaScript; only a missing CLI is fatal.
+  // Type errors elsewhere in the tree still emit JavaScript; only a missing output is fatal.
   if (!existsSync(cli)) throw new Error(`build failed:\n${result.stdout}${result.stderr}`);
-  return cli;
+  // tsconfig.build.json does not include bench/: the floor (and the lib files it imports, which
+  // compile to the same output) gets the same compiler options on the command line.
+  const floorResult = spawnSync(
+    process.execPath,
+    [
+      TSC,
+      'bench/floor-proxy.ts',
+      '--ignoreConfig',
+      '--outDir',
+      outDir,
+      '--rootDir',
+      '.',
+      '--target',
+      'ES2022',
+      '--module',
+      'NodeNext',
+      '--moduleResolution',
+      'NodeNext',
+      '--types',
+      'node',
+      '--strict',
+      '--skipLibCheck',
+      '--allowImportingTsExtensions',
+      '--rewriteRelativeImportExtensions',
+      '--verbatimModuleSyntax',
+      '--sourceMap',
+    ],
+    { cwd: REPO_ROOT, encoding: 'utf8' },
+  );
+  const floor = join(outDir, 'bench/floor-proxy.js');
+  if (!existsSync(floor))
+    throw new Error(`floor build failed:\n${floorResult.stdout}${floorResult.stderr}`);
+  return { cli, floor };
+}
+
+export interface FloorOptions {
+  readonly modelUrl: string;
+  readonly autoscalerUrl: string;
+  /** The compiled floor; undefined runs bench/floor-proxy.ts through tsx. */
+  readonly built?: string;
+}
+
+/** The floor proxy (bench/floor-proxy.ts) as its own process. */
+export async function startFloorProxy(options: FloorOptions): Promise<Child> {
+  const port = await freePort();
+  const entry =
+    options.built === undefined ? ['--import', 'tsx', 'bench/floor-proxy.ts'] : [options.built];
+  const child = spawn(process.execPath, entry, {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      FLOOR_PORT: String(port),
+      MODEL_SERVER_URL: options.modelUrl,
+      REPORT_ADDR: options.autoscalerUrl,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const tracked = track('floor proxy', child, `http://127.0.0.1:${port}`);
+  await waitForPort(port, child, 'floor proxy', tracked.output);
+  return tracked;
 }
 
 /** hello_world as `tsworker start hello_world`, secured, with its key from the local autoscaler. */
@@ -142,6 +216,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   const entry =
     options.builtCli === undefined ? ['--import', 'tsx', 'src/cli.ts'] : [options.builtCli];
   const probe = ['--expose-gc', '--import', join(REPO_ROOT, 'bench/worker-probe.mjs')];
+  const logFd = options.logFile === undefined ? undefined : openSync(options.logFile, 'a');
   const child = spawn(
     process.execPath,
     [...(options.nodeFlags ?? []), ...probe, ...entry, 'start', 'hello_world'],
@@ -161,12 +236,15 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
         BENCHMARK_CACHE: join(scratch, '.has_benchmark'),
         TERMINATION_GRACE_PERIOD_SECONDS: '2',
       },
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      stdio: ['ignore', logFd ?? 'pipe', 'pipe', 'ipc'],
     },
   );
+  if (logFd !== undefined) closeSync(logFd);
   const tracked = track('worker', child, `http://127.0.0.1:${port}`);
-  await waitForPort(port, child, 'worker', tracked.output);
-  return tracked;
+  const output = (): string =>
+    `${tracked.output()}${options.logFile === undefined ? '' : tail(options.logFile)}`;
+  await waitForPort(port, child, 'worker', output);
+  return { ...tracked, output };
 }
 
 export interface Nginx extends Child {
@@ -260,6 +338,11 @@ http {
   return { ...tracked, version, stop: (graceMs) => tracked.stop(graceMs) };
 }
 
+function tail(file: string, chars = 20_000): string {
+  const text = safeRead(file);
+  return text.length > chars ? text.slice(-chars) : text;
+}
+
 function safeRead(file: string): string {
   try {
     return readFileSync(file, 'utf8');
@@ -323,4 +406,35 @@ export function probeWorker(worker: Child, gc = true): Promise<HeapProbe> {
     child.on('message', onMessage);
     child.send({ type: 'probe', id, gc });
   });
+}
+
+/** nginx's worker process (the one that proxies), a child of the master the bench started. */
+export function nginxWorkerPid(masterPid: number): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[1]) === masterPid) return Number(entry);
+  }
+  return undefined;
+}
+
+/** One Prometheus scrape of a worker's /metrics, as name{labels} → value (unlabelled: name). */
+export async function scrapeMetrics(workerUrl: string): Promise<Map<string, number>> {
+  const response = await fetch(`${workerUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const text = await response.text();
+  if (!response.ok)
+    throw new Error(`GET /metrics answered ${response.status}: ${text.slice(0, 200)}`);
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    values.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return values;
 }

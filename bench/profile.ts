@@ -12,6 +12,7 @@ interface ProfileNode {
 }
 
 interface CpuProfile {
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -28,6 +29,8 @@ export interface ProfileEntry {
 }
 
 export interface ProfileReport {
+  /** Milliseconds of the profile counted (from `fromMs` on). */
+  readonly windowMs: number;
   readonly busyMs: number;
   readonly functions: readonly ProfileEntry[];
   readonly owners: readonly { owner: string; selfMs: number; share: number }[];
@@ -59,7 +62,12 @@ function shortUrl(url: string): string {
   return modules === -1 ? url : url.slice(modules + '/node_modules/'.length);
 }
 
-export function analyseProfile(file: string, top = 15): ProfileReport {
+/**
+ * @param fromMs leave out the samples of the profile's first `fromMs` milliseconds (the process's
+ *   start-up, its model benchmark and the warm-up), so only the load is ranked.
+ * @param toMs and those after `toMs` (the shutdown).
+ */
+export function analyseProfile(file: string, top = 15, fromMs = 0, toMs = Infinity): ProfileReport {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parentOf = new Map<number, number>();
@@ -86,9 +94,15 @@ export function analyseProfile(file: string, top = 15): ProfileReport {
     return parts.join(' < ');
   };
   const selfUs = new Map<number, number>();
-  profile.samples.forEach((id, i) =>
-    selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)),
-  );
+  let elapsedUs = 0;
+  let windowUs = 0;
+  profile.samples.forEach((id, i) => {
+    const delta = profile.timeDeltas[i] ?? 0;
+    elapsedUs += delta;
+    if (elapsedUs < fromMs * 1000 || elapsedUs > toMs * 1000) return;
+    windowUs += delta;
+    selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+  });
   const functions = new Map<
     string,
     { name: string; where: string; owner: string; us: number; callers: Map<string, number> }
@@ -128,6 +142,7 @@ export function analyseProfile(file: string, top = 15): ProfileReport {
   }
   const busyMs = busyUs / 1000;
   return {
+    windowMs: windowUs / 1000,
     busyMs,
     functions: [...functions.values()]
       .sort((a, b) => b.us - a.us)

@@ -1,56 +1,107 @@
 /**
- * npm run bench [-- --quick] [--profile]
+ * npm run bench [-- --quick] [--profile] | -- --stall | -- --soak
  *
- * How much tsworker costs next to calling the model server directly, and next to nginx, in one run
- * on loopback against the example model server in zero-latency mode. The three targets are measured
- * in interleaved rounds (the machine is small and noisy) and reported as medians and ratios:
+ * What tsworker costs next to the Node floor, in one run on loopback against the example model
+ * server in zero-latency mode. Five targets are measured in interleaved rounds (the machine is small
+ * and noisy) and reported as medians and as ratios to the floor taken in the same run:
  *
- * - throughput and latency at concurrency 1, 16 and 64 (wrk, one thread, in its own process);
- * - streaming, 256 tokens with no delay: time to first byte and total time (our engine, in its own
- *   process, one request at a time), and 16 tokens at 5 ms each to show chunks are not held back;
- * - the worker process's RSS at idle, after the bench, after N and after another N requests, and its
- *   CPU time per 1,000 requests, from /proc;
- * - with --profile, where the worker's CPU goes (node --cpu-prof), by function and by owner.
+ * - direct: the model server itself;
+ * - nginx: one worker process, keep-alive upstream, buffering off;
+ * - floor: bench/floor-proxy.ts, the least a Node proxy does for the autoscaler's traffic;
+ * - tsworker at LOG_LEVEL=info (its default, a JSON line per request) and at warn.
+ *
+ * Traffic: a pool of distinct prompts of 30–300 words (100,000 by default), walked through by wrk's
+ * Lua script, signed bodies for the floor and the workers; 256-token answers and 16-token ones at
+ * concurrency 1 and 64 (wrk, one thread, its own process); 256-event streams at concurrency 16
+ * (wrk) and their time to first byte one at a time (our engine, its own process). CPU per request
+ * and RSS come from /proc/<pid> of each proxy process (nginx: its worker process).
+ *
+ * --stall (bench/stall.ts) and --soak (bench/soak.ts) are commands of their own.
  */
-import { fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { randomPrompt } from '../lib/index.ts';
 import { startLocalAutoscaler, type LocalAutoscaler } from '../src/stand-ins/local-autoscaler.ts';
-import type { LoadJob, LoadJobResult, SignedFields } from './load-client.ts';
+import {
+  log,
+  MB,
+  median,
+  rotate,
+  signedFor,
+  startLoadClient,
+  waitForSignedOk,
+  type LoadClient,
+} from './common.ts';
+import type { LoadJobResult, SignedFields } from './load-client.ts';
 import { analyseProfile, type ProfileReport } from './profile.ts';
 import {
-  buildCli,
+  buildBench,
   ensureCommand,
+  nginxWorkerPid,
   probeWorker,
   procStats,
   REPO_ROOT,
+  startFloorProxy,
   startModelServer,
   startNginx,
   startWorkerProcess,
+  type BuiltBench,
   type Child,
   type Nginx,
 } from './processes.ts';
-import { runWrk, signedScript, staticScript, wrkVersion, type WrkResult } from './wrk.ts';
+import { runSoak } from './soak.ts';
+import { runStall } from './stall.ts';
+import { writePromptPool, type PromptPool, type StallPrompt } from './traffic.ts';
+import { poolScript, runWrk, wrkVersion, type WrkResult } from './wrk.ts';
 
-type TargetName = 'direct' | 'nginx' | 'tsworker';
-const CONCURRENCIES = [1, 16, 64] as const;
-const MB = 1024 * 1024;
+type TargetId = 'direct' | 'nginx' | 'floor' | 'info' | 'warn';
+const LABELS: Record<TargetId, string> = {
+  direct: 'direct',
+  nginx: 'nginx',
+  floor: 'floor',
+  info: 'tsworker (info)',
+  warn: 'tsworker (warn)',
+};
+
+interface Target {
+  readonly id: TargetId;
+  readonly url: string;
+  /** The proxy process whose CPU and RSS count; none for direct. */
+  readonly pid: number | undefined;
+  readonly signed: SignedFields | undefined;
+  readonly worker: Child | undefined;
+}
+
+/** A throughput cell: /generate at a concurrency and answer length, or 256-event streams. */
+interface Cell {
+  readonly key: string;
+  readonly path: '/generate' | '/generate_stream';
+  readonly tokens: number;
+  readonly concurrency: number;
+}
 
 const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean' },
     rounds: { type: 'string' },
     duration: { type: 'string' },
+    pool: { type: 'string' },
+    'stream-concurrency': { type: 'string' },
     'stream-requests': { type: 'string' },
-    'rss-requests': { type: 'string' },
-    'prompt-words': { type: 'string' },
     'log-level': { type: 'string' },
-    client: { type: 'string' },
     profile: { type: 'boolean' },
+    'profile-only': { type: 'boolean' },
+    'profile-seconds': { type: 'string' },
+    stall: { type: 'boolean' },
+    'stall-words': { type: 'string' },
+    'stall-prompt': { type: 'string' },
+    'stall-concurrency': { type: 'string' },
+    'stall-token-ms': { type: 'string' },
+    soak: { type: 'boolean' },
+    'soak-requests': { type: 'string' },
+    'soak-interval': { type: 'string' },
     'no-nginx': { type: 'boolean' },
     'from-source': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -59,17 +110,28 @@ const { values: flags } = parseArgs({
 
 if (flags.help === true) {
   process.stdout.write(`npm run bench -- [flags]
-  --quick                2 rounds of 1 s per cell, 100 streams per round, RSS runs of 5,000 requests
-  --rounds <n>           interleaved rounds (default 3)
-  --duration <s>         seconds per cell and round (default 5)
-  --stream-requests <n>  streams per target and round (default 300)
-  --rss-requests <n>     requests in each of the two RSS runs (default 100000)
-  --prompt-words <n>     words in the prompt (default 50)
-  --log-level <level>    the worker's LOG_LEVEL (default warn: no line per request)
-  --client wrk|engine    throughput load generator (default wrk; engine if wrk cannot be installed)
-  --profile              also profile the worker with node --cpu-prof and rank functions
-  --no-nginx             skip nginx
-  --from-source          run the worker through tsx instead of compiled JavaScript
+  (none)                    5 targets × {c=1, c=64} × {256, 16 tokens} + 256-event streams,
+                            3 interleaved rounds of 5 s per cell, 100,000 distinct prompts (~10 minutes)
+  --quick                   2 rounds of 1 s per cell, 10,000 prompts, 100 streams per TTFB round
+  --rounds <n>              interleaved rounds (default 3)
+  --duration <s>            seconds per cell and round (default 5)
+  --pool <n>                distinct prompts (default 100000)
+  --stream-concurrency <n>  wrk connections for streams/s (default 16)
+  --stream-requests <n>     streams per target and round for TTFB, one at a time (default 300)
+  --profile                 also profile a worker with node --cpu-prof under wrk c=64
+  --profile-only            only the profile (with the same processes and prompt pool)
+  --profile-seconds <s>     length of the profiled load (default 10, 3 with --quick)
+  --log-level <level>       the profiled, stalled and soaked worker's LOG_LEVEL (default info)
+  --stall                   only the large-prompt stall test (bench/stall.ts)
+  --stall-words <n>         words in the large prompt (default 500000)
+  --stall-prompt <kind>     distinct | common | repeat ('a' × n, one piece) (default distinct)
+  --stall-concurrency <n>   streaming clients (default 8)
+  --stall-token-ms <ms>     the model's delay per token during the stall test (default 5)
+  --soak                    only the soak (bench/soak.ts)
+  --soak-requests <n>       requests in the soak (default 1000000)
+  --soak-interval <s>       seconds between samples (default 10)
+  --no-nginx                skip nginx
+  --from-source             run the worker and the floor through tsx instead of compiled JavaScript
 `);
   process.exit(0);
 }
@@ -85,336 +147,368 @@ const num = (raw: string | undefined, fallback: number): number => {
 const settings = {
   rounds: num(flags.rounds, quick ? 2 : 3),
   durationS: num(flags.duration, quick ? 1 : 5),
+  poolSize: num(flags.pool, quick ? 10_000 : 100_000),
+  streamConcurrency: num(flags['stream-concurrency'], 16),
   streamRequests: num(flags['stream-requests'], quick ? 100 : 300),
-  rssRequests: num(flags['rss-requests'], quick ? 5000 : 100_000),
-  promptWords: num(flags['prompt-words'], 50),
-  logLevel: flags['log-level'] ?? 'warn',
-  profile: flags.profile === true,
+  logLevel: flags['log-level'] ?? 'info',
+  profile: flags.profile === true || flags['profile-only'] === true,
+  profileOnly: flags['profile-only'] === true,
+  profileSeconds: num(flags['profile-seconds'], quick ? 3 : 10),
   fromSource: flags['from-source'] === true,
 };
 
-const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
+const CELLS: readonly Cell[] = [
+  { key: 'c1-256', path: '/generate', tokens: 256, concurrency: 1 },
+  { key: 'c64-256', path: '/generate', tokens: 256, concurrency: 64 },
+  { key: 'c1-16', path: '/generate', tokens: 16, concurrency: 1 },
+  { key: 'c64-16', path: '/generate', tokens: 16, concurrency: 64 },
+  {
+    key: 'streams',
+    path: '/generate_stream',
+    tokens: 256,
+    concurrency: settings.streamConcurrency,
+  },
+];
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+function stallKind(raw: string): StallPrompt {
+  if (raw === 'distinct' || raw === 'common' || raw === 'repeat') return raw;
+  throw new Error(`bench: --stall-prompt is distinct, common or repeat, not ${raw}`);
 }
 
-function rotate<T>(items: readonly T[], by: number): T[] {
-  const k = by % items.length;
-  return [...items.slice(k), ...items.slice(0, k)];
-}
-
-/** The engine in its own process, one job at a time over IPC. */
-function startLoadClient() {
-  const child = fork(join(REPO_ROOT, 'bench/load-client.ts'), [], {
-    execArgv: ['--import', 'tsx'],
-    cwd: REPO_ROOT,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  let nextId = 0;
-  return {
-    run(job: Omit<LoadJob, 'id'>): Promise<LoadJobResult> {
-      const id = ++nextId;
-      return new Promise((resolve, reject) => {
-        const onMessage = (message: {
-          ok: boolean;
-          result?: LoadJobResult;
-          id?: number;
-          error?: string;
-        }) => {
-          if ((message.result?.id ?? message.id) !== id) return;
-          child.off('message', onMessage);
-          if (message.ok && message.result !== undefined) resolve(message.result);
-          else reject(new Error(`load client: ${String(message.error)}`));
-        };
-        child.on('message', onMessage);
-        child.send({ ...job, id });
-      });
-    },
-    stop: () => child.disconnect(),
-  };
+function writeResults(name: string, text: string, json: unknown): void {
+  const dir = join(REPO_ROOT, 'bench/results');
+  mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const body = `${JSON.stringify(json, null, 2)}\n`;
+  writeFileSync(join(dir, `${name}-${stamp}.json`), body);
+  writeFileSync(join(dir, `${name}-latest.json`), body);
+  writeFileSync(join(dir, `${name}-latest.md`), text);
+  log(`wrote bench/results/${name}-${stamp}.json (and ${name}-latest.json, ${name}-latest.md)`);
 }
 
 async function main(): Promise<void> {
-  const useWrk = flags.client !== 'engine' && ensureCommand('wrk', 'wrk', log);
+  const mode =
+    flags.stall === true
+      ? 'stall'
+      : flags.soak === true
+        ? 'soak'
+        : settings.profileOnly
+          ? 'profile'
+          : 'bench';
+  const useWrk = ensureCommand('wrk', 'wrk', log);
+  if (!useWrk) throw new Error('wrk is missing and apt-get could not install it');
+  if (!settings.fromSource)
+    log('compiling the worker and the floor (tsc) into bench/results/build');
+  const built = settings.fromSource ? undefined : buildBench();
+  const scratch = mkdtempSync(join(tmpdir(), 'tsworker-bench-'));
+  let autoscaler: LocalAutoscaler | undefined;
+  let client: LoadClient | undefined;
+  try {
+    autoscaler = await startLocalAutoscaler();
+    client = startLoadClient();
+    if (mode === 'stall') {
+      const report = await runStall(
+        {
+          words: num(flags['stall-words'], 500_000),
+          kind: stallKind(flags['stall-prompt'] ?? 'distinct'),
+          concurrency: num(flags['stall-concurrency'], 8),
+          tokens: 256,
+          tokenDelayMs: num(flags['stall-token-ms'], 5),
+          beforeS: 3,
+          afterS: 1,
+          logLevel: settings.logLevel,
+          builtCli: built?.cli,
+        },
+        { client, autoscaler, scratch },
+      );
+      process.stdout.write(report.text);
+      writeResults('stall', report.text, report.json);
+    } else if (mode === 'soak') {
+      const report = await runSoak(
+        {
+          requests: num(flags['soak-requests'], 1_000_000),
+          intervalS: num(flags['soak-interval'], 10),
+          concurrency: 64,
+          poolSize: settings.poolSize,
+          logLevel: settings.logLevel,
+          builtCli: built?.cli,
+        },
+        { autoscaler, scratch },
+      );
+      process.stdout.write(report.text);
+      writeResults('soak', report.text, report.json);
+    } else if (mode === 'profile') {
+      const model = await startModelServer();
+      try {
+        const pool = await writePromptPool(settings.poolSize, join(scratch, 'prompts.jsonl'));
+        const profile = await profileWorker(model.url, autoscaler, pool, scratch, built);
+        if (profile !== undefined) {
+          const text = `${profileText(profile).join('\n')}\n`;
+          process.stdout.write(text);
+          writeResults('profile', text, profile);
+        }
+      } finally {
+        await model.stop();
+      }
+    } else {
+      await bench(built, autoscaler, client, scratch);
+    }
+  } finally {
+    client?.stop();
+    await autoscaler?.close();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+async function bench(
+  built: BuiltBench | undefined,
+  autoscaler: LocalAutoscaler,
+  client: LoadClient,
+  scratch: string,
+): Promise<void> {
   const useNginx = flags['no-nginx'] !== true && ensureCommand('nginx', 'nginx-light', log);
   if (!useNginx && flags['no-nginx'] !== true) log('nginx could not be installed: skipping it');
-
-  const scratch = mkdtempSync(join(tmpdir(), 'tsworker-bench-'));
-  if (!settings.fromSource)
-    log('compiling the worker (tsc -p tsconfig.build.json) into bench/results/build');
-  const builtCli = settings.fromSource ? undefined : buildCli();
   const children: Child[] = [];
-  const autoscaler = await startLocalAutoscaler();
-  const client = startLoadClient();
   try {
     const model = await startModelServer();
     children.push(model);
-    const worker = await startWorkerProcess({
+    const startWorker = async (level: string) => {
+      const worker = await startWorkerProcess({
+        modelUrl: model.url,
+        autoscalerUrl: autoscaler.url,
+        logLevel: level,
+        logFile: join(scratch, `worker-${level}.log`),
+        ...(built === undefined ? {} : { builtCli: built.cli }),
+      });
+      children.push(worker);
+      return worker;
+    };
+    const floor = await startFloorProxy({
       modelUrl: model.url,
       autoscalerUrl: autoscaler.url,
-      logLevel: settings.logLevel,
-      ...(builtCli === undefined ? {} : { builtCli }),
+      ...(built === undefined ? {} : { built: built.floor }),
     });
-    children.push(worker);
-    autoscaler.register(worker.url);
+    children.push(floor);
+    const info = await startWorker('info');
+    const warn = await startWorker('warn');
     let nginx: Nginx | undefined;
     if (useNginx) {
       nginx = await startNginx(model.url);
       children.push(nginx);
     }
+    const targets: Target[] = [
+      { id: 'direct', url: model.url, pid: undefined, signed: undefined, worker: undefined },
+    ];
+    if (nginx !== undefined)
+      targets.push({
+        id: 'nginx',
+        url: nginx.url,
+        pid: nginxWorkerPid(nginx.pid),
+        signed: undefined,
+        worker: undefined,
+      });
+    for (const [id, child] of [
+      ['floor', floor],
+      ['info', info],
+      ['warn', warn],
+    ] as const)
+      targets.push({
+        id,
+        url: child.url,
+        pid: child.pid,
+        signed: signedFor(autoscaler, child.url),
+        worker: id === 'floor' ? undefined : child,
+      });
+    for (const t of targets) if (t.signed !== undefined) await waitForSignedOk(t.signed);
 
-    const prompt = randomPrompt(settings.promptWords);
-    const payload = { prompt, max_response_tokens: 16 };
-    const streamPayload = { prompt, max_response_tokens: 256 };
-    const issued = autoscaler.issueAuthData({ endpoint: 'bench', cost: 100, url: worker.url });
-    const signed: SignedFields = {
-      cost: 100,
-      endpoint: 'bench',
-      signature: issued.signature,
-      url: worker.url,
-    };
-    const urls: Record<TargetName, string | undefined> = {
-      direct: model.url,
-      nginx: nginx?.url,
-      tsworker: worker.url,
-    };
-    const targets = (Object.keys(urls) as TargetName[]).filter((t) => urls[t] !== undefined);
-    const envelope = (t: TargetName): LoadJob['envelope'] => (t === 'tsworker' ? signed : 'raw');
-
-    // The worker verifies signatures once it has the key and is ready: wait for a signed 200.
-    await waitForSignedOk(worker.url, signed, payload);
-    const idle = procStats(worker.pid);
-    const idleHeap = await probeWorker(worker);
+    const idle: Partial<Record<TargetId, { rssMB: number; heapMB?: number }>> = {};
+    for (const t of targets) {
+      if (t.pid === undefined) continue;
+      const heap = t.worker === undefined ? undefined : await probeWorker(t.worker);
+      idle[t.id] = {
+        rssMB: procStats(t.pid).rss / MB,
+        ...(heap === undefined ? {} : { heapMB: heap.heapUsed / MB }),
+      };
+    }
     log(
-      `worker pid ${worker.pid} ready, RSS ${(idle.rss / MB).toFixed(1)} MB, heap after GC ${(idleHeap.heapUsed / MB).toFixed(1)} MB`,
+      `idle RSS: ${targets
+        .filter((t) => idle[t.id] !== undefined)
+        .map((t) => `${LABELS[t.id]} ${idle[t.id]?.rssMB.toFixed(1)} MB`)
+        .join(', ')}`,
     );
 
-    const scripts: Record<TargetName, string> = {
-      direct: staticScript(scratch, 'raw', '/generate', JSON.stringify(payload)),
-      nginx: staticScript(scratch, 'raw', '/generate', JSON.stringify(payload)),
-      tsworker: signedScript(scratch, '/generate', signed, JSON.stringify(payload)),
+    log(`writing ${settings.poolSize} distinct prompts of 30–300 words`);
+    const pool = await writePromptPool(settings.poolSize, join(scratch, 'prompts.jsonl'));
+    log(
+      `prompt pool: ${pool.prompts.length} prompts, ${pool.meanWords.toFixed(0)} words and ${pool.meanBytes.toFixed(0)} bytes on average`,
+    );
+    const scripts = new Map<string, string>();
+    for (const t of targets)
+      for (const cell of CELLS) {
+        const name = `${t.id}-${cell.path.slice(1)}-${cell.tokens}`;
+        if (!scripts.has(name))
+          scripts.set(
+            name,
+            poolScript(scratch, name, {
+              pool: pool.file,
+              path: cell.path,
+              tokens: cell.tokens,
+              ...(t.signed === undefined ? {} : { signed: t.signed }),
+            }),
+          );
+      }
+    let offset = 0;
+    const wrk = async (t: Target, cell: Cell, seconds: number): Promise<WrkResult> => {
+      const script = scripts.get(`${t.id}-${cell.path.slice(1)}-${cell.tokens}`) as string;
+      const r = await runWrk(t.url, script, cell.concurrency, seconds, [String(offset)]);
+      offset += r.requests;
+      return r;
     };
-    const measure = async (t: TargetName, c: number, seconds: number): Promise<WrkResult> => {
-      if (useWrk) return runWrk(`${urls[t] as string}/generate`, scripts[t], c, seconds);
-      // Fallback: our engine for a request count that lasts about `seconds`.
-      const probe = await client.run({
-        url: urls[t] as string,
-        route: '/generate',
-        payload,
-        envelope: envelope(t),
-        count: 200 * c,
-        concurrency: c,
-        warmup: 0,
-      });
-      const rate = (probe.succeeded * 1000) / probe.durationMs;
-      const r = await client.run({
-        url: urls[t] as string,
-        route: '/generate',
-        payload,
-        envelope: envelope(t),
-        count: Math.max(c, Math.round(rate * seconds)),
-        concurrency: c,
-        warmup: 0,
-      });
-      return {
-        requests: r.succeeded + r.failed,
-        seconds: r.durationMs / 1000,
-        rps: ((r.succeeded + r.failed) * 1000) / r.durationMs,
-        p50: r.totalMs?.p50 ?? NaN,
-        p90: r.totalMs?.p90 ?? NaN,
-        p99: r.totalMs?.p99 ?? NaN,
-        max: r.totalMs?.max ?? NaN,
-        errors: r.failed,
-      };
+    let promptOffset = 0;
+    const prompts = (count: number): string[] => {
+      const out: string[] = [];
+      for (let i = 0; i < count; i++)
+        out.push(pool.prompts[(promptOffset + i) % pool.prompts.length] as string);
+      promptOffset += count;
+      return out;
     };
+    const ids = targets.map((t) => t.id);
+    const byId = (id: TargetId): Target => targets.find((t) => t.id === id) as Target;
 
-    log(`warm-up: ${targets.join(', ')}`);
-    for (const t of targets) await measure(t, 16, 1);
+    log(`warm-up: ${ids.join(', ')}`);
+    for (const t of targets) {
+      await wrk(t, { key: 'warm', path: '/generate', tokens: 256, concurrency: 16 }, 1);
+      await wrk(t, { key: 'warm', path: '/generate_stream', tokens: 256, concurrency: 16 }, 1);
+    }
 
-    const cells: Record<string, WrkResult[]> = {};
-    let workerCpuMs = 0;
-    let workerRequests = 0;
+    const results: Record<string, WrkResult[]> = {};
+    const cpu: Record<string, { ms: number; requests: number }> = {};
+    const ttfb: Record<string, LoadJobResult[]> = {};
     for (let round = 0; round < settings.rounds; round++) {
-      for (const [ci, c] of CONCURRENCIES.entries()) {
-        for (const t of rotate(targets, round + ci)) {
-          const before = t === 'tsworker' ? procStats(worker.pid).cpuMs : 0;
-          const result = await measure(t, c, settings.durationS);
-          if (t === 'tsworker') {
-            workerCpuMs += procStats(worker.pid).cpuMs - before;
-            workerRequests += result.requests;
+      for (const [ci, cell] of CELLS.entries()) {
+        for (const id of rotate(ids, round + ci)) {
+          const t = byId(id);
+          const before = t.pid === undefined ? 0 : procStats(t.pid).cpuMs;
+          const r = await wrk(t, cell, settings.durationS);
+          const key = `${cell.key} ${id}`;
+          if (t.pid !== undefined) {
+            const c = (cpu[key] ??= { ms: 0, requests: 0 });
+            c.ms += procStats(t.pid).cpuMs - before;
+            c.requests += r.requests;
           }
-          if (result.errors > 0)
-            log(`warning: ${t} at concurrency ${c} had ${result.errors} errors`);
-          (cells[`${c} ${t}`] ??= []).push(result);
+          (results[key] ??= []).push(r);
+          if (r.errors > 0) log(`warning: ${LABELS[id]} ${cell.key}: ${r.errors} errors`);
           log(
-            `round ${round + 1}/${settings.rounds} c=${c} ${t}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50.toFixed(3)} ms, p99 ${result.p99.toFixed(3)} ms`,
+            `round ${round + 1}/${settings.rounds} ${cell.key} ${LABELS[id]}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms`,
           );
         }
       }
-    }
-
-    log('streaming: 256 tokens, no delay, one request at a time');
-    const streams: Record<string, LoadJobResult[]> = {};
-    for (let round = 0; round < settings.rounds; round++) {
-      for (const t of rotate(targets, round)) {
+      for (const id of rotate(ids, round)) {
+        const t = byId(id);
         const r = await client.run({
-          url: urls[t] as string,
+          url: t.url,
           route: '/generate_stream',
-          payload: streamPayload,
-          envelope: envelope(t),
+          prompts: prompts(settings.streamRequests + 20),
+          tokens: 256,
+          envelope: t.signed ?? 'raw',
           count: settings.streamRequests,
           concurrency: 1,
           warmup: 20,
         });
         if (r.failed > 0)
-          log(`warning: ${t} streams: ${r.failed} failed (${String(r.firstError)})`);
-        (streams[t] ??= []).push(r);
+          log(`warning: ${LABELS[id]} streams: ${r.failed} failed (${String(r.firstError)})`);
+        (ttfb[id] ??= []).push(r);
+        log(
+          `round ${round + 1}/${settings.rounds} TTFB ${LABELS[id]}: p50 ${r.ttfbMs?.p50.toFixed(3) ?? '-'} ms`,
+        );
       }
     }
 
-    log('streaming: 16 tokens, 5 ms each');
-    await request(`${model.url}/_control`, {
-      method: 'POST',
-      body: JSON.stringify({ tokenDelayMs: 5 }),
-    }).then((r) => r.body.dump());
-    const delayed: Record<string, LoadJobResult> = {};
-    for (const t of targets) {
-      delayed[t] = await client.run({
-        url: urls[t] as string,
+    log('streaming: 16 tokens at 5 ms each (chunks must not be held back)');
+    await setTokenDelay(model.url, 5);
+    const delayed: Partial<Record<TargetId, LoadJobResult>> = {};
+    for (const t of targets)
+      delayed[t.id] = await client.run({
+        url: t.url,
         route: '/generate_stream',
-        payload: { prompt, max_response_tokens: 16 },
-        envelope: envelope(t),
+        prompts: prompts(quick ? 12 : 32),
+        tokens: 16,
+        envelope: t.signed ?? 'raw',
         count: quick ? 10 : 30,
         concurrency: 1,
         warmup: 2,
       });
-    }
-    await request(`${model.url}/_control`, {
-      method: 'POST',
-      body: JSON.stringify({ tokenDelayMs: 0 }),
-    }).then((r) => r.body.dump());
+    await setTokenDelay(model.url, 0);
 
-    const afterBench = procStats(worker.pid);
-    const rssRuns: RssRun[] = [];
-    for (let run = 1; run <= 2; run++) {
-      log(`RSS run ${run}/2: ${settings.rssRequests} requests at concurrency 64`);
-      const before = procStats(worker.pid);
-      const r = await client.run({
-        url: worker.url,
-        route: '/generate',
-        payload,
-        envelope: signed,
-        count: settings.rssRequests,
-        concurrency: 64,
-        warmup: 0,
-      });
-      const after = procStats(worker.pid);
-      const heap = await probeWorker(worker);
-      rssRuns.push({
-        requests: r.succeeded + r.failed,
-        failed: r.failed,
-        rssMB: after.rss / MB,
-        hwmMB: after.hwm / MB,
-        heapAfterGcMB: heap.heapUsed / MB,
-        cpuMsPerRequest: (after.cpuMs - before.cpuMs) / (r.succeeded + r.failed),
-        seconds: r.durationMs / 1000,
-      });
-    }
+    const after: Partial<Record<TargetId, number>> = {};
+    for (const t of targets) if (t.pid !== undefined) after[t.id] = procStats(t.pid).rss / MB;
 
     let profile: ProfileReport | undefined;
     if (settings.profile)
-      profile = await profileWorker(model.url, autoscaler, payload, scratch, useWrk, builtCli);
+      profile = await profileWorker(model.url, autoscaler, pool, scratch, built);
 
     const report = buildReport({
-      cells,
-      streams,
+      ids,
+      results,
+      cpu,
+      ttfb,
       delayed,
-      targets,
-      idleMB: idle.rss / MB,
-      idleHeapMB: idleHeap.heapUsed / MB,
-      afterBenchMB: afterBench.rss / MB,
-      rssRuns,
-      workerCpuMsPerRequest: workerCpuMs / workerRequests,
-      profile,
-      useWrk,
+      idle,
+      after,
+      pool,
       nginx,
+      profile,
     });
     process.stdout.write(report.text);
-    const dir = join(REPO_ROOT, 'bench/results');
-    mkdirSync(dir, { recursive: true });
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    const json = `${JSON.stringify(report.json, null, 2)}\n`;
-    writeFileSync(join(dir, `bench-${stamp}.json`), json);
-    writeFileSync(join(dir, 'latest.json'), json);
-    writeFileSync(join(dir, 'latest.md'), report.text);
-    log(`wrote bench/results/bench-${stamp}.json (and latest.json, latest.md)`);
+    writeResults('bench', report.text, report.json);
   } finally {
-    client.stop();
     await Promise.all(children.map((c) => c.stop()));
-    await autoscaler.close();
   }
 }
 
-async function waitForSignedOk(url: string, signed: SignedFields, payload: unknown): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  let last = '';
-  while (Date.now() < deadline) {
-    try {
-      const response = await request(`${url}/generate`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ auth_data: { ...signed, reqnum: 1, request_idx: 1 }, payload }),
-      });
-      last = `${response.statusCode} ${await response.body.text()}`;
-      if (response.statusCode === 200) return;
-    } catch (error) {
-      last = String(error);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`the worker never answered a signed request with 200 (last: ${last})`);
+async function setTokenDelay(modelUrl: string, tokenDelayMs: number): Promise<void> {
+  const response = await request(`${modelUrl}/_control`, {
+    method: 'POST',
+    body: JSON.stringify({ tokenDelayMs }),
+  });
+  await response.body.dump();
 }
 
-/** A fresh worker under --cpu-prof, loaded by wrk at concurrency 16, then stopped so it writes its profile. */
+/** A fresh worker under --cpu-prof, loaded by wrk at c=64 with the pool, then stopped so it writes its profile. */
 async function profileWorker(
   modelUrl: string,
   autoscaler: LocalAutoscaler,
-  payload: unknown,
+  pool: PromptPool,
   scratch: string,
-  useWrk: boolean,
-  builtCli: string | undefined,
+  built: BuiltBench | undefined,
 ): Promise<ProfileReport | undefined> {
   const dir = join(scratch, 'profile');
   mkdirSync(dir);
+  const spawnedAt = Date.now();
+  let loadAt = spawnedAt;
+  let loadEnd = Infinity;
   const worker = await startWorkerProcess({
     modelUrl,
     autoscalerUrl: autoscaler.url,
     logLevel: settings.logLevel,
+    logFile: join(scratch, 'profile-worker.log'),
     nodeFlags: ['--cpu-prof', '--cpu-prof-dir', dir],
-    ...(builtCli === undefined ? {} : { builtCli }),
+    ...(built === undefined ? {} : { builtCli: built.cli }),
   });
   try {
-    // The signature covers the worker's URL, so this worker needs its own.
-    const issued = autoscaler.issueAuthData({ endpoint: 'bench', cost: 100, url: worker.url });
-    const fields: SignedFields = {
-      cost: 100,
-      endpoint: 'bench',
-      signature: issued.signature,
-      url: worker.url,
-    };
-    await waitForSignedOk(worker.url, fields, payload);
-    if (!useWrk) {
-      log('profile needs wrk: skipped');
-      return undefined;
-    }
-    const script = signedScript(dir, '/generate', fields, JSON.stringify(payload));
-    log('profile: wrk at concurrency 16 against a worker under --cpu-prof');
-    await runWrk(`${worker.url}/generate`, script, 16, quick ? 3 : 10);
+    const signed = signedFor(autoscaler, worker.url);
+    await waitForSignedOk(signed);
+    const script = poolScript(dir, 'profile', {
+      pool: pool.file,
+      path: '/generate',
+      tokens: 256,
+      signed,
+    });
+    log(`profile: wrk c=64 for ${settings.profileSeconds} s against a worker under --cpu-prof`);
+    await runWrk(worker.url, script, 16, 1, ['0']);
+    loadAt = Date.now();
+    await runWrk(worker.url, script, 64, settings.profileSeconds, ['50000']);
+    loadEnd = Date.now();
   } finally {
     await worker.stop(10_000);
   }
@@ -423,45 +517,61 @@ async function profileWorker(
     log('profile: the worker wrote no .cpuprofile');
     return undefined;
   }
-  return analyseProfile(join(dir, file));
+  const keep = join(REPO_ROOT, 'bench/results/profile-latest.cpuprofile');
+  mkdirSync(join(REPO_ROOT, 'bench/results'), { recursive: true });
+  copyFileSync(join(dir, file), keep);
+  log('profile: kept as bench/results/profile-latest.cpuprofile (open it in Chrome DevTools)');
+  // Start-up, the worker's model benchmark, the warm-up and the shutdown are left out.
+  return analyseProfile(keep, 20, loadAt - spawnedAt, loadEnd - spawnedAt);
 }
 
-interface RssRun {
-  requests: number;
-  failed: number;
-  rssMB: number;
-  hwmMB: number;
-  /** V8 heap in use after a full GC: what a leak would grow. */
-  heapAfterGcMB: number;
-  cpuMsPerRequest: number;
-  seconds: number;
+function profileText(profile: ProfileReport): string[] {
+  return [
+    `Profile of a worker (LOG_LEVEL=${settings.logLevel}) under wrk c=64, /generate with 256 tokens, the pool's distinct prompts (${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms; self time):`,
+    '',
+    mdTable(
+      ['function', 'where', 'self', 'share', 'mostly called from'],
+      profile.functions.map((f) => [
+        f.name,
+        f.where,
+        `${f.selfMs.toFixed(0)} ms`,
+        `${(f.share * 100).toFixed(1)}%`,
+        f.caller,
+      ]),
+    ),
+    '',
+    mdTable(
+      ['owner', 'self', 'share'],
+      profile.owners
+        .slice(0, 15)
+        .map((o) => [o.owner, `${o.selfMs.toFixed(0)} ms`, `${(o.share * 100).toFixed(1)}%`]),
+    ),
+  ];
 }
 
 interface ReportInput {
-  cells: Record<string, WrkResult[]>;
-  streams: Record<string, LoadJobResult[]>;
-  delayed: Record<string, LoadJobResult>;
-  targets: TargetName[];
-  idleMB: number;
-  afterBenchMB: number;
-  idleHeapMB: number;
-  rssRuns: RssRun[];
-  workerCpuMsPerRequest: number;
-  profile: ProfileReport | undefined;
-  useWrk: boolean;
+  ids: TargetId[];
+  results: Record<string, WrkResult[]>;
+  cpu: Record<string, { ms: number; requests: number }>;
+  ttfb: Record<string, LoadJobResult[]>;
+  delayed: Partial<Record<TargetId, LoadJobResult>>;
+  idle: Partial<Record<TargetId, { rssMB: number; heapMB?: number }>>;
+  after: Partial<Record<TargetId, number>>;
+  pool: PromptPool;
   nginx: Nginx | undefined;
+  profile: ProfileReport | undefined;
 }
 
-const ms = (v: number | undefined): string =>
+const fixed = (v: number | undefined, digits: number): string =>
+  v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits);
+const int = (v: number | undefined): string =>
+  v === undefined || !Number.isFinite(v) ? '–' : Math.round(v).toLocaleString('en-US');
+const times = (v: number | undefined): string =>
+  v === undefined || !Number.isFinite(v) ? '–' : `${v.toFixed(2)}×`;
+const plusMs = (v: number | undefined): string =>
   v === undefined || !Number.isFinite(v)
-    ? '-'
-    : v < 10
-      ? `${v.toFixed(3)} ms`
-      : `${v.toFixed(1)} ms`;
-const ratio = (v: number | undefined): string =>
-  v === undefined || !Number.isFinite(v) ? '-' : `${v.toFixed(2)}×`;
-const signedMs = (v: number | undefined): string =>
-  v === undefined || !Number.isFinite(v) ? '-' : `${v >= 0 ? '+' : '−'}${ms(Math.abs(v))}`;
+    ? '–'
+    : `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(3)} ms`;
 
 function mdTable(header: string[], rows: string[][]): string {
   return [
@@ -471,257 +581,225 @@ function mdTable(header: string[], rows: string[][]): string {
   ].join('\n');
 }
 
+interface Figures {
+  c1Rps: number;
+  c1P50: number;
+  c64Rps: number;
+  c64P99: number;
+  streamsPerS: number;
+  ttfbP50: number;
+  cpuMsPerRequest: number | undefined;
+  cpuMsPerStream: number | undefined;
+  idleRssMB: number | undefined;
+}
+
 function buildReport(input: ReportInput): { text: string; json: unknown } {
-  const { cells, targets } = input;
-  const cell = (c: number, t: TargetName) => {
-    const runs = cells[`${c} ${t}`];
-    if (runs === undefined) return undefined;
+  const { ids } = input;
+  const cell = (key: string, id: TargetId) => {
+    const runs = input.results[`${key} ${id}`] ?? [];
     return {
       rps: median(runs.map((r) => r.rps)),
       p50: median(runs.map((r) => r.p50)),
       p99: median(runs.map((r) => r.p99)),
       errors: runs.reduce((n, r) => n + r.errors, 0),
-      rounds: runs,
     };
   };
-  const throughput = CONCURRENCIES.flatMap((c) =>
-    targets.map((t) => {
-      const v = cell(c, t);
-      const direct = cell(c, 'direct');
-      const nginx = cell(c, 'nginx');
-      return {
-        concurrency: c,
-        target: t,
-        rps: v?.rps,
-        p50Ms: v?.p50,
-        p99Ms: v?.p99,
-        errors: v?.errors,
-        rpsVsDirect: v !== undefined && direct !== undefined ? v.rps / direct.rps : undefined,
-        rpsVsNginx: v !== undefined && nginx !== undefined ? v.rps / nginx.rps : undefined,
-        addedP50Ms: v !== undefined && direct !== undefined ? v.p50 - direct.p50 : undefined,
-        rounds: v?.rounds.map((r) => ({
-          rps: r.rps,
-          p50Ms: r.p50,
-          p99Ms: r.p99,
-          requests: r.requests,
-          errors: r.errors,
-        })),
-      };
-    }),
-  );
-  const stream = (t: string) => {
-    const runs = input.streams[t];
-    if (runs === undefined) return undefined;
+  const cpuPer = (key: string, id: TargetId): number | undefined => {
+    const c = input.cpu[`${key} ${id}`];
+    return c === undefined || c.requests === 0 ? undefined : c.ms / c.requests;
+  };
+  const figures = (id: TargetId, tokens: 256 | 16): Figures => {
+    const c1 = cell(`c1-${tokens}`, id);
+    const c64 = cell(`c64-${tokens}`, id);
+    const streams = cell('streams', id);
     return {
-      ttfbMs: median(runs.map((r) => r.ttfbMs?.p50 ?? NaN)),
-      ttftMs: median(runs.map((r) => r.ttftMs?.p50 ?? NaN)),
-      totalMs: median(runs.map((r) => r.totalMs?.p50 ?? NaN)),
-      totalP99Ms: median(runs.map((r) => r.totalMs?.p99 ?? NaN)),
-      tokens:
-        runs.reduce((n, r) => n + r.tokens, 0) /
-        Math.max(
-          1,
-          runs.reduce((n, r) => n + r.succeeded, 0),
-        ),
-      failed: runs.reduce((n, r) => n + r.failed, 0),
+      c1Rps: c1.rps,
+      c1P50: c1.p50,
+      c64Rps: c64.rps,
+      c64P99: c64.p99,
+      streamsPerS: streams.rps,
+      ttfbP50: median((input.ttfb[id] ?? []).map((r) => r.ttfbMs?.p50 ?? NaN)),
+      cpuMsPerRequest: cpuPer(`c64-${tokens}`, id),
+      cpuMsPerStream: cpuPer('streams', id),
+      idleRssMB: input.idle[id]?.rssMB,
     };
   };
-  const streaming = targets.map((t) => {
-    const v = stream(t);
-    const d = stream('direct');
-    const n = stream('nginx');
+  const ratios = (f: Figures, floor: Figures | undefined, direct: Figures) => {
+    if (floor === undefined) return undefined;
     return {
-      target: t,
-      ...v,
-      ttfbVsDirectMs: v !== undefined && d !== undefined ? v.ttfbMs - d.ttfbMs : undefined,
-      totalVsDirect: v !== undefined && d !== undefined ? v.totalMs / d.totalMs : undefined,
-      totalVsNginx: v !== undefined && n !== undefined ? v.totalMs / n.totalMs : undefined,
+      c64VsFloor: f.c64Rps / floor.c64Rps,
+      addedP50VsFloor: (f.c1P50 - direct.c1P50) / (floor.c1P50 - direct.c1P50),
+      streamsVsFloor: f.streamsPerS / floor.streamsPerS,
+      ttfbMinusFloorMs: f.ttfbP50 - floor.ttfbP50,
+      cpuVsFloor:
+        f.cpuMsPerRequest === undefined || floor.cpuMsPerRequest === undefined
+          ? NaN
+          : f.cpuMsPerRequest / floor.cpuMsPerRequest,
     };
-  });
-  const delayed = targets.map((t) => ({
-    target: t,
-    ttftMs: input.delayed[t]?.ttftMs?.p50,
-    totalMs: input.delayed[t]?.totalMs?.p50,
-  }));
+  };
+  const table = (tokens: 256 | 16) => {
+    const direct = figures('direct', tokens);
+    const floor = ids.includes('floor') ? figures('floor', tokens) : undefined;
+    return ids.map((id) => {
+      const f = figures(id, tokens);
+      return { target: LABELS[id], id, ...f, ratios: ratios(f, floor, direct) };
+    });
+  };
+  const main = table(256);
+  const short = table(16);
+  const errors = Object.entries(input.results)
+    .map(([key, runs]) => [key, runs.reduce((n, r) => n + r.errors, 0)] as const)
+    .filter(([, n]) => n > 0);
 
-  const c1 = { ts: cell(1, 'tsworker'), ng: cell(1, 'nginx'), d: cell(1, 'direct') };
-  const c64 = { ts: cell(64, 'tsworker'), ng: cell(64, 'nginx') };
-  const sTs = stream('tsworker');
-  const sD = stream('direct');
-  const lastRss = input.rssRuns.at(-1);
-  const firstRss = input.rssRuns[0];
-  // wrk leaves the worker more of the two cores than the node client of the RSS runs, so its rounds
-  // give the cleaner figure; the RSS runs' is kept in the JSON.
-  const cpuPerRequest =
-    input.useWrk || input.rssRuns.length === 0
-      ? input.workerCpuMsPerRequest
-      : median(input.rssRuns.map((r) => r.cpuMsPerRequest));
-  const rssRunsCpu =
-    input.rssRuns.length > 0 ? median(input.rssRuns.map((r) => r.cpuMsPerRequest)) : NaN;
-  const growth =
-    lastRss !== undefined && firstRss !== undefined ? lastRss.rssMB - firstRss.rssMB : undefined;
-  const heapGrowth =
-    lastRss !== undefined && firstRss !== undefined
-      ? lastRss.heapAfterGcMB - firstRss.heapAfterGcMB
-      : undefined;
-  const check = (name: string, ok: boolean | undefined, detail: string) => ({
-    name,
-    ok: ok ?? null,
-    detail,
+  const goals = (['info', 'warn'] as const).flatMap((id) => {
+    const row = main.find((r) => r.id === id);
+    const r = row?.ratios;
+    if (r === undefined) return [];
+    return [
+      {
+        target: LABELS[id],
+        goal: 'c=64 throughput ≥ 0.9× floor',
+        ok: r.c64VsFloor >= 0.9,
+        measured: times(r.c64VsFloor),
+      },
+      {
+        target: LABELS[id],
+        goal: 'c=1 added p50 ≤ 1.5× floor’s',
+        ok: r.addedP50VsFloor <= 1.5,
+        measured: times(r.addedP50VsFloor),
+      },
+      {
+        target: LABELS[id],
+        goal: 'streams/s ≥ 0.9× floor',
+        ok: r.streamsVsFloor >= 0.9,
+        measured: times(r.streamsVsFloor),
+      },
+      {
+        target: LABELS[id],
+        goal: 'stream TTFB ≤ floor + 0.3 ms',
+        ok: r.ttfbMinusFloorMs <= 0.3,
+        measured: plusMs(r.ttfbMinusFloorMs),
+      },
+      {
+        target: LABELS[id],
+        goal: 'CPU per request ≤ 1.3× floor',
+        ok: r.cpuVsFloor <= 1.3,
+        measured: times(r.cpuVsFloor),
+      },
+    ];
   });
-  const goals = [
-    check(
-      'c=1 added p50 ≤ nginx’s',
-      c1.ts && c1.ng && c1.d ? c1.ts.p50 - c1.d.p50 <= c1.ng.p50 - c1.d.p50 : undefined,
-      c1.ts && c1.ng && c1.d
-        ? `tsworker ${signedMs(c1.ts.p50 - c1.d.p50)}, nginx ${signedMs(c1.ng.p50 - c1.d.p50)}`
-        : 'no nginx',
-    ),
-    check(
-      'c=64 throughput ≥ 0.8× nginx',
-      c64.ts && c64.ng ? c64.ts.rps >= 0.8 * c64.ng.rps : undefined,
-      c64.ts && c64.ng ? `${ratio(c64.ts.rps / c64.ng.rps)} nginx` : 'no nginx',
-    ),
-    check(
-      'stream TTFB within 1 ms of direct',
-      sTs && sD ? sTs.ttfbMs - sD.ttfbMs <= 1 : undefined,
-      sTs && sD ? signedMs(sTs.ttfbMs - sD.ttfbMs) : '-',
-    ),
-    check(
-      'chunks forwarded as they arrive',
-      input.delayed['tsworker']?.ttftMs !== undefined
-        ? (input.delayed['tsworker']?.ttftMs?.p50 ?? Infinity) < 3 * 5 + 2
-        : undefined,
-      `first of 16 tokens at 5 ms each after ${ms(input.delayed['tsworker']?.ttftMs?.p50)} (direct ${ms(input.delayed['direct']?.ttftMs?.p50)})`,
-    ),
-    check(
-      `RSS < 120 MB after ${firstRss?.requests ?? 0} requests`,
-      lastRss ? lastRss.rssMB < 120 : undefined,
-      lastRss ? `${lastRss.rssMB.toFixed(1)} MB` : '-',
-    ),
-    check(
-      'no growth from the 1st to the 2nd run (RSS ≤ 5 MB, heap after GC ≤ 1 MB)',
-      growth !== undefined && heapGrowth !== undefined ? growth <= 5 && heapGrowth <= 1 : undefined,
-      growth !== undefined && heapGrowth !== undefined
-        ? `RSS ${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MB, heap ${heapGrowth >= 0 ? '+' : ''}${heapGrowth.toFixed(2)} MB`
-        : '-',
-    ),
-    check('CPU < 0.2 ms per request', cpuPerRequest < 0.2, `${cpuPerRequest.toFixed(3)} ms`),
-  ];
 
   const lines: string[] = [];
-  const nodeVersion = process.version;
-  const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   lines.push(
-    `tsworker bench, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, node ${nodeVersion}, ${availableParallelism()} cores (${cpuModel})`,
+    `tsworker bench, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, node ${process.version}, ${availableParallelism()} cores (${cpus()[0]?.model ?? 'unknown CPU'})`,
   );
   lines.push(
-    `${quick ? 'quick: ' : ''}${settings.rounds} interleaved rounds, ${settings.durationS} s per cell; load: ${input.useWrk ? `wrk ${wrkVersion()} (1 thread)` : 'our engine (child process)'}; ` +
-      `nginx ${input.nginx?.version ?? 'skipped'} (1 worker process); worker ${settings.fromSource ? 'from source (tsx)' : 'compiled'}, LOG_LEVEL=${settings.logLevel}; prompt ${settings.promptWords} words, 16 tokens`,
+    `${quick ? 'quick: ' : ''}${settings.rounds} interleaved rounds, ${settings.durationS} s per cell; wrk ${wrkVersion()} (1 thread); nginx ${input.nginx?.version ?? 'skipped'} (1 worker process); ` +
+      `worker and floor ${settings.fromSource ? 'from source (tsx)' : 'compiled'}; ${input.pool.prompts.length.toLocaleString('en-US')} distinct prompts, ` +
+      `${input.pool.meanWords.toFixed(0)} words (${input.pool.meanBytes.toFixed(0)} bytes) on average; figures are medians over rounds.`,
   );
+  lines.push('');
+  lines.push('16-token answers:');
   lines.push('');
   lines.push(
     mdTable(
       [
-        'concurrency',
         'target',
-        'req/s',
-        'p50',
-        'p99',
-        '÷ direct',
-        '÷ nginx',
-        'added p50',
-        'errors',
+        'c=1 req/s (p50 ms)',
+        'c=64 req/s (p99 ms)',
+        'CPU ms/request',
+        'c=64 ÷ floor',
+        'c=1 added p50 ÷ floor’s',
+        'CPU ÷ floor',
       ],
-      throughput.map((r) => [
-        String(r.concurrency),
+      short.map((r) => [
         r.target,
-        r.rps === undefined ? '-' : r.rps.toFixed(0),
-        ms(r.p50Ms),
-        ms(r.p99Ms),
-        ratio(r.rpsVsDirect),
-        ratio(r.rpsVsNginx),
-        r.target === 'direct' ? '' : signedMs(r.addedP50Ms),
-        String(r.errors ?? '-'),
+        `${int(r.c1Rps)} (${fixed(r.c1P50, 3)})`,
+        `${int(r.c64Rps)} (${fixed(r.c64P99, 2)})`,
+        fixed(r.cpuMsPerRequest, 3),
+        times(r.ratios?.c64VsFloor),
+        r.id === 'direct' ? '' : times(r.ratios?.addedP50VsFloor),
+        times(r.ratios?.cpuVsFloor),
       ]),
     ),
   );
   lines.push('');
   lines.push(
-    `Streaming, 256 tokens with no delay, one request at a time (${settings.streamRequests} per target and round; medians of per-round p50):`,
+    `Streaming 16 tokens at 5 ms each, first token after: ${ids.map((id) => `${LABELS[id]} ${fixed(input.delayed[id]?.ttftMs?.p50, 1)} ms`).join(', ')} ` +
+      `(total ${ids.map((id) => fixed(input.delayed[id]?.totalMs?.p50, 1)).join(' / ')} ms): chunks are forwarded as they arrive.`,
   );
   lines.push('');
   lines.push(
-    mdTable(
-      [
-        'target',
-        'TTFB',
-        'first token',
-        'total',
-        'total p99',
-        'TTFB − direct',
-        'total ÷ direct',
-        'total ÷ nginx',
-      ],
-      streaming.map((s) => [
-        s.target,
-        ms(s.ttfbMs),
-        ms(s.ttftMs),
-        ms(s.totalMs),
-        ms(s.totalP99Ms),
-        s.target === 'direct' ? '' : signedMs(s.ttfbVsDirectMs),
-        ratio(s.totalVsDirect),
-        ratio(s.totalVsNginx),
-      ]),
-    ),
+    `Memory: RSS after the rounds ${ids
+      .filter((id) => input.after[id] !== undefined)
+      .map((id) => `${LABELS[id]} ${fixed(input.after[id], 1)} MB`)
+      .join(', ')}; idle heap after GC ${(['info', 'warn'] as const)
+      .filter((id) => input.idle[id]?.heapMB !== undefined)
+      .map((id) => `${LABELS[id]} ${fixed(input.idle[id]?.heapMB, 1)} MB`)
+      .join(', ')}. CPU per 256-event stream: ${ids
+      .filter((id) => main.find((r) => r.id === id)?.cpuMsPerStream !== undefined)
+      .map((id) => `${LABELS[id]} ${fixed(main.find((r) => r.id === id)?.cpuMsPerStream, 3)} ms`)
+      .join(', ')}.`,
   );
-  lines.push('');
-  lines.push(
-    `Streaming, 16 tokens at 5 ms each: first token ${delayed.map((d) => `${d.target} ${ms(d.ttftMs)}`).join(', ')}; total ${delayed.map((d) => `${d.target} ${ms(d.totalMs)}`).join(', ')}.`,
-  );
-  lines.push('');
-  lines.push(
-    `Worker process: RSS ${input.idleMB.toFixed(1)} MB idle (heap after GC ${input.idleHeapMB.toFixed(1)} MB), ${input.afterBenchMB.toFixed(1)} MB after the rounds; ` +
-      input.rssRuns
-        .map(
-          (r, i) =>
-            `${r.rssMB.toFixed(1)} MB after run ${i + 1} of ${r.requests} requests (heap after GC ${r.heapAfterGcMB.toFixed(1)} MB, peak RSS ${r.hwmMB.toFixed(1)} MB, ${r.failed} failed, ${(r.requests / r.seconds).toFixed(0)} req/s)`,
-        )
-        .join('; ') +
-      `. CPU ${(input.workerCpuMsPerRequest * 1000).toFixed(0)} ms per 1,000 requests during the load rounds, ${(rssRunsCpu * 1000).toFixed(0)} ms during the RSS runs (their node client shares the cores).`,
-  );
-  lines.push('');
-  lines.push(
-    mdTable(
-      ['target', 'met', 'measured'],
-      goals.map((g) => [g.name, g.ok === null ? 'n/a' : g.ok ? 'yes' : 'NO', g.detail]),
-    ),
-  );
+  if (errors.length > 0) {
+    lines.push('');
+    lines.push(
+      `Errors (non-2xx or socket errors): ${errors.map(([k, n]) => `${k}: ${n}`).join(', ')}.`,
+    );
+  }
   if (input.profile !== undefined) {
     lines.push('');
-    lines.push(
-      `Profile of the worker under wrk -c16 (${input.profile.busyMs.toFixed(0)} ms busy; self time):`,
-    );
+    lines.push(...profileText(input.profile));
+  }
+  lines.push('');
+  lines.push(
+    `256-token answers, each figure and its ratio to the floor of the same run (c=1 and c=64: /generate; streams: /generate_stream, 256 events, wrk c=${settings.streamConcurrency}; TTFB: one stream at a time; CPU: the proxy process's user+system time over the c=64 cells ÷ requests; RSS: at idle, before any load):`,
+  );
+  lines.push('');
+  lines.push(
+    mdTable(
+      [
+        'target',
+        'c=1 req/s (p50 ms)',
+        'c=64 req/s',
+        'streams/s (TTFB p50 ms)',
+        'CPU ms/request',
+        'idle RSS MB',
+        'c=64 ÷ floor',
+        'c=1 added p50 ÷ floor’s',
+        'streams/s ÷ floor',
+        'TTFB − floor',
+        'CPU ÷ floor',
+      ],
+      main.map((r) => [
+        r.target,
+        `${int(r.c1Rps)} (${fixed(r.c1P50, 3)})`,
+        int(r.c64Rps),
+        `${int(r.streamsPerS)} (${fixed(r.ttfbP50, 3)})`,
+        fixed(r.cpuMsPerRequest, 3),
+        fixed(r.idleRssMB, 1),
+        times(r.ratios?.c64VsFloor),
+        r.id === 'direct' ? '' : times(r.ratios?.addedP50VsFloor),
+        times(r.ratios?.streamsVsFloor),
+        plusMs(r.ratios?.ttfbMinusFloorMs),
+        times(r.ratios?.cpuVsFloor),
+      ]),
+    ),
+  );
+  if (goals.length > 0) {
     lines.push('');
     lines.push(
       mdTable(
-        ['function', 'where', 'self', 'share', 'mostly called from'],
-        input.profile.functions.map((f) => [
-          f.name,
-          f.where,
-          `${f.selfMs.toFixed(0)} ms`,
-          `${(f.share * 100).toFixed(1)}%`,
-          f.caller,
+        [
+          'issue 12 target',
+          ...(['info', 'warn'] as const).filter((id) => ids.includes(id)).map((id) => LABELS[id]),
+        ],
+        [...new Set(goals.map((g) => g.goal))].map((goal) => [
+          goal,
+          ...goals
+            .filter((g) => g.goal === goal)
+            .map((g) => `${g.measured} ${g.ok ? 'met' : 'NOT met'}`),
         ]),
-      ),
-    );
-    lines.push('');
-    lines.push(
-      mdTable(
-        ['owner', 'self', 'share'],
-        input.profile.owners
-          .slice(0, 15)
-          .map((o) => [o.owner, `${o.selfMs.toFixed(0)} ms`, `${(o.share * 100).toFixed(1)}%`]),
       ),
     );
   }
@@ -733,24 +811,26 @@ function buildReport(input: ReportInput): { text: string; json: unknown } {
       node: process.version,
       cores: availableParallelism(),
       cpu: cpus()[0]?.model,
-      settings: {
-        ...settings,
-        quick,
-        client: input.useWrk ? `wrk ${wrkVersion()}` : 'engine',
-        nginx: input.nginx?.version ?? null,
+      settings: { ...settings, quick, wrk: wrkVersion(), nginx: input.nginx?.version ?? null },
+      pool: {
+        prompts: input.pool.prompts.length,
+        meanWords: input.pool.meanWords,
+        meanBytes: input.pool.meanBytes,
       },
-      throughput,
-      streaming,
-      streamingDelayed: delayed,
-      worker: {
-        rssIdleMB: input.idleMB,
-        heapIdleAfterGcMB: input.idleHeapMB,
-        rssAfterRoundsMB: input.afterBenchMB,
-        rssRuns: input.rssRuns,
-        cpuMsPerRequest: cpuPerRequest,
-        cpuMsPerRequestWrkRounds: input.workerCpuMsPerRequest,
-      },
+      answers256: main,
+      answers16: short,
       goals,
+      rounds: input.results,
+      cpuByCell: input.cpu,
+      ttfb: Object.fromEntries(
+        Object.entries(input.ttfb).map(([id, runs]) => [
+          id,
+          runs.map((r) => ({ ttfb: r.ttfbMs, total: r.totalMs, failed: r.failed })),
+        ]),
+      ),
+      delayed: input.delayed,
+      idle: input.idle,
+      rssAfterMB: input.after,
       profile: input.profile ?? null,
     },
   };

@@ -1,7 +1,8 @@
 /**
  * wrk as the load generator for throughput and latency: one C thread with an epoll loop costs the
  * two cores far less than any node client, so the servers, not the client, set the numbers. POST
- * bodies come from a Lua script; the tsworker body gets a fresh reqnum and request_idx per request.
+ * bodies come from a Lua script that walks through a pool of distinct prompts; signed bodies get a
+ * fresh reqnum and request_idx per request.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -41,40 +42,69 @@ done = function(summary, latency, requests)
 end
 `;
 
-/** A script that POSTs the same body every time. */
-export function staticScript(dir: string, name: string, path: string, body: string): string {
-  const file = join(dir, `${name}.lua`);
-  writeFileSync(
-    file,
-    `wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local req
--- Formatted in init, once wrk has set the Host header (HTTP/1.1 servers answer 400 without it).
-init = function(args) req = wrk.format("POST", ${lua(path)}, nil, ${lua(body)}) end
-request = function() return req end
-${DONE}`,
-  );
-  return file;
+export interface PoolScriptOptions {
+  /** The prompt pool: one JSON string literal per line (bench/traffic.ts). */
+  readonly pool: string;
+  readonly path: string;
+  /** `max_response_tokens` of every payload. */
+  readonly tokens: number;
+  /** Signed worker bodies `{auth_data, payload}`; undefined sends the payload alone. */
+  readonly signed?: { cost: number; endpoint: string; signature: string; url: string };
+  /** Every `every`-th request goes to this path with this many tokens instead (the soak's mix). */
+  readonly alternate?: { path: string; tokens: number; every: number };
 }
 
-/** A script that POSTs `{auth_data, payload}` with a counter in reqnum and request_idx. */
-export function signedScript(
-  dir: string,
-  path: string,
-  authData: { cost: number; endpoint: string; signature: string; url: string },
-  payloadJson: string,
-): string {
-  const file = join(dir, 'tsworker.lua');
-  const head = `{"auth_data":{"cost":${authData.cost},"endpoint":${JSON.stringify(authData.endpoint)},"reqnum":`;
-  const tail = `,"signature":${JSON.stringify(authData.signature)},"url":${JSON.stringify(authData.url)}},"payload":${payloadJson}}`;
+/**
+ * A script that walks through the prompt pool, one prompt per request, from the offset given as
+ * its first argument (`wrk ... -- <offset>`), so successive runs do not replay the same bodies.
+ * The pool is read in `init`, before wrk starts its clock. Signed bodies carry a fresh reqnum and
+ * request_idx per request.
+ */
+export function poolScript(dir: string, name: string, options: PoolScriptOptions): string {
+  const file = join(dir, `${name}.lua`);
+  const signed = options.signed;
+  const head =
+    signed === undefined
+      ? ''
+      : `{"auth_data":{"cost":${signed.cost},"endpoint":${JSON.stringify(signed.endpoint)},"reqnum":`;
+  const tail =
+    signed === undefined
+      ? ''
+      : `,"signature":${JSON.stringify(signed.signature)},"url":${JSON.stringify(signed.url)}},"payload":`;
+  const body = (tokens: string) => {
+    const payload = `'{"prompt":' .. p .. ${lua(`,"max_response_tokens":${tokens}}`)}`;
+    return signed === undefined
+      ? payload
+      : `${lua(head)} .. k .. ${lua(',"request_idx":')} .. k .. ${lua(tail)} .. ${payload} .. '}'`;
+  };
+  const alt = options.alternate;
   writeFileSync(
     file,
     `wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local prompts = {}
+local size = 0
+local offset = 0
 local n = 0
+init = function(args)
+  offset = tonumber(args[1]) or 0
+  for line in io.lines(${lua(options.pool)}) do
+    size = size + 1
+    prompts[size] = line
+  end
+end
 request = function()
   n = n + 1
-  return wrk.format("POST", ${lua(path)}, nil, ${lua(head)} .. n .. ${lua(',"request_idx":')} .. n .. ${lua(tail)})
+  local k = offset + n
+  local p = prompts[k % size + 1]
+${
+  alt === undefined
+    ? ''
+    : `  if n % ${alt.every} == 0 then
+    return wrk.format(nil, ${lua(alt.path)}, nil, ${body(String(alt.tokens))})
+  end
+`
+}  return wrk.format(nil, ${lua(options.path)}, nil, ${body(String(options.tokens))})
 end
 ${DONE}`,
   );
@@ -86,14 +116,13 @@ export async function runWrk(
   script: string,
   connections: number,
   seconds: number,
+  scriptArgs: readonly string[] = [],
 ): Promise<WrkResult> {
-  const child = spawn(
-    'wrk',
-    ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', script, url],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', script, url];
+  if (scriptArgs.length > 0) args.push('--', ...scriptArgs);
+  const child = spawn('wrk', args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));

@@ -72,8 +72,12 @@ export interface HandlerOptions<Schema extends z.ZodType = z.ZodType> {
    * keep it, and so do the sides of a `z.intersection`. @default 'forward'
    */
   unknownFields?: UnknownFields;
-  /** Workload of one request, in the unit the benchmark measures per second. @default 100 */
-  workload?: (payload: z.output<Schema>) => number;
+  /**
+   * Workload of one request, in the unit the benchmark measures per second. It may return a promise
+   * (`countTokensAsync` counts a large prompt off the main thread); a plain number costs no await.
+   * @default 100
+   */
+  workload?: (payload: z.output<Schema>) => number | Promise<number>;
   benchmark?: BenchmarkConfig<z.input<Schema>>;
   /** Run requests at once instead of in the worker's single FIFO. @default false */
   allowParallel?: boolean;
@@ -112,7 +116,7 @@ export abstract class EndpointHandler<
   allowParallel?: boolean;
   maxQueueTime?: number | null;
   timeouts?: HandlerTimeouts;
-  workload?(payload: z.output<Schema>): number;
+  workload?(payload: z.output<Schema>): number | Promise<number>;
   transformRequest?(payload: z.output<Schema>): unknown;
   transformResponse?(upstream: Response, context: HandlerContext): Response | Promise<Response>;
   predict?(payload: z.output<Schema>, context: HandlerContext): unknown;
@@ -132,7 +136,7 @@ export interface ResolvedHandler {
   readonly route: string;
   readonly modelPath: string;
   readonly payload: z.ZodType;
-  readonly workload: (payload: unknown) => number;
+  readonly workload: (payload: unknown) => number | Promise<number>;
   readonly hasCustomWorkload: boolean;
   readonly allowParallel: boolean;
   readonly maxQueueTime: number | null;
@@ -410,7 +414,7 @@ export function defineHandler<Schema extends z.ZodType>(
     throw new DefinitionError(`handler ${label}: "payload" must be a zod schema`);
   }
   const route = source.route;
-  const workload = optionalFunction<(payload: unknown) => number>(
+  const workload = optionalFunction<(payload: unknown) => number | Promise<number>>(
     route,
     'workload',
     source.workload,

@@ -42,7 +42,14 @@ export {
 } from './errors.ts';
 
 /** Workload helpers. */
-export { countTokens, countTokensWithTiktoken, warmTokenizer } from './tokenizer.ts';
+export {
+  countTokens,
+  countTokensAsync,
+  countTokensWithTiktoken,
+  warmTokenizer,
+  OFF_THREAD_MIN_LENGTH,
+} from './tokenizer.ts';
+export { closeTokenizerPool } from './tokenizer-pool.ts';
 
 /** Presets for real model servers (vLLM, SGLang, llama.cpp, TGI, ComfyUI, Ollama, passthrough). */
 export * from './presets/index.ts';

@@ -11,6 +11,8 @@ export interface PrometheusSources {
   readonly fifo: FifoQueue;
   /** Workload per second used for the estimated wait. */
   readonly throughput: () => number;
+  /** The labels of `tsworker_build_info`: tsworker's version and the worker's name. */
+  readonly build: { readonly version: string; readonly worker: string };
 }
 
 export interface PrometheusMetrics {
@@ -40,9 +42,16 @@ export function createPrometheusMetrics(sources: PrometheusSources): PrometheusM
   collectDefaultMetrics({ register: registry });
   const { accounting, readiness, fifo } = sources;
 
+  new Gauge({
+    name: 'tsworker_build_info',
+    help: 'Always 1; the labels say which tsworker version runs which worker.',
+    labelNames: ['version', 'worker'] as const,
+    registers: [registry],
+  }).set({ version: sources.build.version, worker: sources.build.worker }, 1);
+
   const requests = new Counter({
     name: 'tsworker_requests_total',
-    help: 'Requests by route, HTTP status and outcome (success, error, cancelled, rejected, invalid).',
+    help: 'Requests by route, HTTP status and outcome (success, error, cancelled, rejected: refused by auth, admission or a drain, invalid).',
     labelNames: ['route', 'status', 'outcome'] as const,
     registers: [registry],
   });

@@ -37,7 +37,12 @@ import { measureWorkload } from './workload.ts';
 
 /** How one request ended, for the request log line and Prometheus. */
 export interface RequestSummary {
+  /** The client's `x-request-id` when it is a safe one (`REQUEST_ID_PATTERN`), else ours. */
   readonly requestId: string;
+  /** The client's `auth_data.request_idx`, `auth_data.reqnum` and `session_id`, when it sent them. */
+  readonly requestIdx?: number | undefined;
+  readonly reqnum?: number | undefined;
+  readonly sessionId?: string | undefined;
   readonly route: string;
   readonly status: number;
   readonly outcome: 'success' | 'error' | 'cancelled' | 'rejected' | 'invalid';
@@ -83,6 +88,30 @@ export class ClientGoneError extends Error {
 const requestIdPrefix = randomBytes(4).toString('hex');
 let requestCounter = 0;
 
+/**
+ * A client's `x-request-id` that is used as the request's id (log lines, the echoed header, error
+ * bodies): 1 to 64 characters of `[A-Za-z0-9._:-]`, so it cannot forge log lines or headers. Any
+ * other value is replaced by an id of ours.
+ */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** The incoming `x-request-id` if it is safe to reuse, else a new id. */
+function requestIdFor(request: IncomingMessage): string {
+  const incoming = request.headers['x-request-id'];
+  if (typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming)) return incoming;
+  return `${requestIdPrefix}-${(++requestCounter).toString(36)}`;
+}
+
+/** Session ids are 13 characters; a longer client value is cut before it reaches a log line. */
+const MAX_LOGGED_SESSION_ID = 64;
+
+/** The client's own ids, for the request log line. */
+interface ClientIds {
+  readonly requestIdx?: number | undefined;
+  readonly reqnum?: number | undefined;
+  readonly sessionId?: string | undefined;
+}
+
 export type RouteHandler = (request: IncomingMessage, response: ServerResponse) => Promise<void>;
 
 /** Builds the Node-level handler for one route. Everything that can be decided once is decided here. */
@@ -92,7 +121,7 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
 
   return async function handleRequest(request, response) {
     const arrivedAt = performance.now();
-    const requestId = `${requestIdPrefix}-${(++requestCounter).toString(36)}`;
+    const requestId = requestIdFor(request);
     const idHeader = { 'x-request-id': requestId };
     const controller = new AbortController();
     deps.inFlight?.add(controller);
@@ -113,16 +142,28 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
     let headersAt: number | undefined;
     let outcome: RequestSummary['outcome'] = 'invalid';
     let failure: WorkerError | undefined;
+    let clientIds: ClientIds = {};
 
     try {
-      if (deps.readiness.draining) throw draining();
+      if (deps.readiness.draining) {
+        // Refused, not malformed: Prometheus counts it with the other refusals.
+        outcome = 'rejected';
+        throw draining();
+      }
       const rawBody = await readBody(request, deps.maxBodyBytes);
       const envelope = validateEnvelope(parseJson(rawBody), handler, deps.envelopeRules);
       const authData = envelope.authData;
+      clientIds = {
+        requestIdx: asInteger(authData['request_idx']) ?? undefined,
+        reqnum: asInteger(authData['reqnum']) ?? undefined,
+        sessionId: envelope.sessionId?.slice(0, MAX_LOGGED_SESSION_ID) ?? undefined,
+      };
       // The signature is checked before the workload is measured: the port is public, and an
       // unsigned request must never reach the tokenizer. Its rejection counts no workload.
       const forged = signatureProblem(deps.verifier, authData, rawBody);
-      const workload = forged === undefined ? measureWorkload(handler, envelope.payload, log) : 0;
+      const measured = forged === undefined ? measureWorkload(handler, envelope.payload, log) : 0;
+      // Awaited only when the workload function returned a promise (a large prompt counted off-thread).
+      const workload = typeof measured === 'number' ? measured : await measured;
       record = deps.accounting.create({
         route: handler.route,
         requestIdx: asInteger(authData['request_idx']),
@@ -244,6 +285,7 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
       deps.inFlight?.delete(controller);
       const summary: RequestSummary = {
         requestId,
+        ...clientIds,
         route: handler.route,
         // A cancelled request's client saw nothing (499), unless the worker answered why (410, 503).
         status: outcome === 'cancelled' && failure === undefined ? 499 : response.statusCode,

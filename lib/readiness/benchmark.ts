@@ -157,7 +157,7 @@ async function sendSample(options: BenchmarkOptions): Promise<SampleResult> {
     );
   }
   const payload = parsed.data;
-  const workload = measureWorkload(handler, payload, options.logger);
+  const workload = await measureWorkload(handler, payload, options.logger);
   const signal = options.signal ?? new AbortController().signal;
   if (handler.predict !== undefined) {
     const context: HandlerContext = { signal, route: handler.route, requestId: 'benchmark' };

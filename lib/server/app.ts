@@ -4,8 +4,8 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Dispatcher } from 'undici';
 import { SignatureVerifier } from '../auth/index.ts';
-import { publicUrl, type ResolvedConfig } from '../config.ts';
-import { bodyTooLarge, DefinitionError } from '../errors.ts';
+import { publicUrl, tsworkerVersion, type ResolvedConfig } from '../config.ts';
+import { bodyTooLarge, DefinitionError, WorkerError } from '../errors.ts';
 import { hotPathLogger, silentLogger, type Logger } from '../log.ts';
 import { Accounting } from '../metrics/accounting.ts';
 import { createPrometheusMetrics } from '../metrics/prometheus.ts';
@@ -22,7 +22,7 @@ import { SessionStore } from '../sessions/store.ts';
 import type { ResolvedWorker } from '../worker.ts';
 import { mountHealthRoutes } from './health.ts';
 import { notFoundHandler, routeErrorHandler } from './on-error.ts';
-import { mountUpdateRoute } from './update-route.ts';
+import { mountUpdateRoute, tokenMatches } from './update-route.ts';
 
 /** What the app is built from besides the definition and config; each is injected, never mocked. */
 export interface WorkerDeps {
@@ -185,13 +185,26 @@ export function createWorkerApp(
     readiness: runtime.readiness,
     fifo: runtime.fifo,
     throughput: () => currentThroughput(runtime.readiness, runtime.assumedThroughput),
+    build: { version: tsworkerVersion(), worker: worker.name },
   });
   runtime.observers.push(prometheus.observe);
-  app.get('/metrics', async (c) =>
-    c.body(await prometheus.registry.metrics(), 200, {
+  app.get('/metrics', async (c) => {
+    // The worker port is public on Vast: METRICS_TOKEN keeps the numbers to whoever holds it.
+    if (
+      config.metricsToken !== undefined &&
+      !bearerMatches(c.req.header('authorization'), config.metricsToken)
+    ) {
+      throw new WorkerError({
+        status: 401,
+        code: 'TSW_ERR_UNAUTHORIZED',
+        message: 'unauthorized: GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>"',
+        headers: { 'www-authenticate': 'Bearer realm="metrics"' },
+      });
+    }
+    return c.body(await prometheus.registry.metrics(), 200, {
       'content-type': prometheus.registry.contentType,
-    }),
-  );
+    });
+  });
   mountHealthRoutes(app, runtime.readiness);
   mountSessionRoutes(app, runtime);
   mountUpdateRoute(app, runtime);
@@ -257,6 +270,10 @@ function requestLogger(logger: Logger): RequestObserver {
     log.info(
       {
         requestId: summary.requestId,
+        // The client's own ids, to find this line from the autoscaler's side.
+        request_idx: summary.requestIdx,
+        reqnum: summary.reqnum,
+        session_id: summary.sessionId,
         route: summary.route,
         status: summary.status,
         outcome: summary.outcome,
@@ -269,6 +286,12 @@ function requestLogger(logger: Logger): RequestObserver {
       'request',
     );
   };
+}
+
+/** `Authorization: Bearer <token>`, compared in constant time; a bare token is not enough. */
+function bearerMatches(header: string | undefined, token: string): boolean {
+  if (header === undefined || !/^bearer /i.test(header)) return false;
+  return tokenMatches(header, token);
 }
 
 function round(ms: number | undefined): number | undefined {

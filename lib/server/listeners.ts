@@ -86,8 +86,8 @@ export async function startListeners(
   let port: number;
   let httpPort: number;
   try {
-    port = await bind(main, config.workerPort, host);
-    httpPort = await bind(plain, config.workerHttpPort, host);
+    port = await bind(main, config.workerPort, host, 'WORKER_PORT');
+    httpPort = await bind(plain, config.workerHttpPort, host, 'WORKER_HTTP_PORT');
   } catch (error) {
     await Promise.all([mainCloser.close(), plainCloser.close()]);
     throw error;
@@ -145,12 +145,38 @@ function plainListener(runtime: WorkerRuntime): NodeListener {
   return getRequestListener(app.fetch, { overrideGlobalObjects: false });
 }
 
-async function bind(server: AnyServer, port: number, host: string): Promise<number> {
+/**
+ * Binds one listener. A failure is one line naming the variable to change, e.g. "port 3000 on
+ * 0.0.0.0 is in use (EADDRINUSE): set WORKER_PORT to a free port".
+ */
+async function bind(
+  server: AnyServer,
+  port: number,
+  host: string,
+  variable: 'WORKER_PORT' | 'WORKER_HTTP_PORT',
+): Promise<number> {
   try {
     return (await listen(server, port, host)).port;
   } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error);
-    throw new StartupError(`cannot listen on ${host}:${port}: ${detail}`, { cause: error });
+    throw new StartupError(bindFailure(error, port, host, variable), { cause: error });
+  }
+}
+
+function bindFailure(error: unknown, port: number, host: string, variable: string): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const fallback = variable === 'WORKER_HTTP_PORT' ? ' (default WORKER_PORT + 1)' : '';
+  switch (code) {
+    case 'EADDRINUSE':
+      return `port ${port} on ${host} is in use (EADDRINUSE): set ${variable}${fallback} to a free port`;
+    case 'EACCES':
+      return `no permission to listen on port ${port} (EACCES): set ${variable}${fallback} to a port above 1023`;
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+      return `${host} is not an address of this machine (${code}): set WORKER_HOST, e.g. 0.0.0.0`;
+    default: {
+      const detail = error instanceof Error ? error.message : String(error);
+      return `cannot listen on ${host}:${port}: ${detail}`;
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 import { fetchPublicKey } from '../auth/index.ts';
-import type { ResolvedConfig } from '../config.ts';
+import { closeTokenizerPool } from '../tokenizer-pool.ts';
+import { tsworkerVersion, type ResolvedConfig } from '../config.ts';
 import { basePath } from '../proxy/index.ts';
 import { ReadinessSequence } from '../readiness/sequence.ts';
 import type { ResolvedWorker } from '../worker.ts';
@@ -48,7 +49,15 @@ export async function startWorker(
   const { url, port, httpUrl, httpPort } = listeners;
   runtime.setBoundPort(port);
   log.info(
-    { url, httpUrl, worker: worker.name, modelServer: runtime.modelServerUrl },
+    {
+      url,
+      httpUrl,
+      // The URL the autoscaler is told to route clients to: PUBLIC_IPADDR and VAST_TCP_PORT_<port>.
+      ...(runtime.reporter === undefined ? {} : { publicUrl: runtime.publicUrl() }),
+      worker: worker.name,
+      modelServer: runtime.modelServerUrl,
+      version: tsworkerVersion(),
+    },
     'worker listening',
   );
   const stopSessionGc = startSessionGc(
@@ -100,6 +109,7 @@ export async function startWorker(
         await runtime.reporter?.stop();
         await listeners.close();
         await runtime.dispatcher.close();
+        await closeTokenizerPool();
       })()),
   };
   return running;

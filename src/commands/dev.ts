@@ -82,6 +82,10 @@ export async function devCommand(
   const worker = await loadWorker(workerName, workerEnv);
   const running = await startWorker(worker, config, { logger });
   autoscaler.register(running.url);
+  // Drain the worker first, so its final reports reach the local autoscaler, then stop the stand-ins.
+  drainOnSignals(running, logger, {
+    after: () => Promise.allSettled([model.close(), autoscaler.close()]),
+  });
 
   const example = await exampleRequest(workerName);
   process.stdout.write(
@@ -94,11 +98,6 @@ export async function devCommand(
       ...example,
     }),
   );
-
-  // Drain the worker first, so its final reports reach the local autoscaler, then stop the stand-ins.
-  drainOnSignals(running, logger, {
-    after: () => Promise.allSettled([model.close(), autoscaler.close()]),
-  });
 }
 
 /** A route and payload to show in the banner: the worker's load test's first sample. */

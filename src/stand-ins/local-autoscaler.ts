@@ -1,13 +1,20 @@
 /**
  * A local stand-in for Vast's serverless autoscaler: it signs routes to one worker (/route/), serves
  * its public key (/pubkey/) and records what a worker reports (/worker_status/, /delete_requests/),
- * so the whole stack runs on loopback and tests can see exactly what went over the wire.
+ * so the whole stack runs on loopback and tests can see exactly what went over the wire. It also
+ * signs TLS certificates like console.vast.ai's /sign_cert/, with a local CA (GET /ca.crt), so that
+ * start_server.sh with USE_SSL=true can be rehearsed on loopback.
  */
-import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { createPublicKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { z } from 'zod';
 import { canonicalMessage, signMessage } from '../../lib/auth/index.ts';
 import type { AuthMode, PyJsonValue } from '../../lib/auth/index.ts';
@@ -101,8 +108,22 @@ const deleteRequestsSchema = z.strictObject({
   ),
 });
 
+/**
+ * The launcher's own error report to /worker_status/ (protocol §2.6): start_server.sh posts these
+ * five fields when a launch step fails, as the Python launcher does. It conforms too.
+ */
+const launcherErrorSchema = z.strictObject({
+  id: z.number().int(),
+  mtoken: z.string().nullable(),
+  version: z.string(),
+  error_msg: z.string().min(1),
+  url: z.string(),
+});
+
 /** POST /worker_status/ body: the 17 fields, in the order the worker sends them. */
 export type WorkerStatusBody = z.infer<typeof workerStatusSchema>;
+/** The launcher's five-field error report; recorded among the /worker_status/ posts. */
+export type LauncherErrorBody = z.infer<typeof launcherErrorSchema>;
 export type DeleteRequestsBody = z.infer<typeof deleteRequestsSchema>;
 export type DeleteRequestEntry = DeleteRequestsBody['requests'][number];
 
@@ -121,6 +142,26 @@ export interface ReportRecord<Body> {
   status: number;
 }
 
+/**
+ * A /worker_status/ post: the worker's 17-field `report`, or the launcher's five-field
+ * `launcher_error` (its body then has only those five fields, whatever `body`'s type says). A
+ * nonconforming post is classed by its shape: without `loadtime`, it is taken for a launcher error.
+ */
+export interface WorkerStatusRecord extends ReportRecord<WorkerStatusBody> {
+  kind: 'report' | 'launcher_error';
+}
+
+/** A POST /sign_cert/: the CSR's subject and the instance it was for, and the answer's status. */
+export interface CertificateRecord {
+  at: number;
+  /** The `instance_id` query parameter, as console.vast.ai's sign_cert takes it. */
+  instanceId: string | null;
+  /** 200 with a certificate, 400 for a body that is not a CSR, 500 when signing failed. */
+  status: number;
+  /** The certificate's subject, or the reason it was refused. */
+  detail: string;
+}
+
 export interface RouteRecord {
   at: number;
   request: unknown;
@@ -128,9 +169,10 @@ export interface RouteRecord {
 }
 
 export interface LocalAutoscalerRecords {
-  workerStatus: ReportRecord<WorkerStatusBody>[];
+  workerStatus: WorkerStatusRecord[];
   deleteRequests: ReportRecord<DeleteRequestsBody>[];
   routes: RouteRecord[];
+  certificates: CertificateRecord[];
 }
 
 export interface LocalAutoscalerFailures {
@@ -143,9 +185,10 @@ export interface LocalAutoscalerFailures {
 }
 
 export interface LocalAutoscalerEvents {
-  worker_status: [ReportRecord<WorkerStatusBody>];
+  worker_status: [WorkerStatusRecord];
   delete_requests: [ReportRecord<DeleteRequestsBody>];
   route: [RouteRecord];
+  certificate: [CertificateRecord];
 }
 
 const routeSchema = z.object({
@@ -188,6 +231,119 @@ async function readBody(req: IncomingMessage): Promise<string> {
 
 class BadRequest extends Error {}
 
+const execFileAsync = promisify(execFile);
+
+/** Runs openssl, turning "not installed" into a sentence that says what needs it. */
+async function openssl(args: readonly string[], cwd: string): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync('openssl', args, { cwd, encoding: 'utf8' });
+    return stdout;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error('openssl is not installed: the local autoscaler signs certificates with it');
+    }
+    const stderr = (error as { stderr?: unknown }).stderr;
+    throw new Error(`openssl ${args[0] ?? ''} failed: ${String(stderr ?? error).trim()}`);
+  }
+}
+
+/**
+ * The extensions of a certificate the local CA signs: a TLS server certificate valid for
+ * 127.0.0.1 and localhost, so a client that trusts the CA verifies the worker's name on loopback,
+ * and for 0.0.0.0, the address start_server.sh's CSR asks for (as Vast's signer gets it).
+ */
+const SERVER_EXTENSIONS = [
+  'basicConstraints = critical, CA:FALSE',
+  'keyUsage = critical, digitalSignature, keyEncipherment',
+  'extendedKeyUsage = serverAuth',
+  'subjectAltName = IP:127.0.0.1, DNS:localhost, IP:0.0.0.0',
+  '',
+].join('\n');
+
+/** A certificate authority in a temporary directory: an EC P-256 key and a self-signed certificate. */
+class LocalCa {
+  private constructor(
+    readonly dir: string,
+    readonly certificatePem: string,
+  ) {}
+
+  static async create(): Promise<LocalCa> {
+    const dir = await mkdtemp(join(tmpdir(), 'tsworker-local-ca-'));
+    try {
+      await writeFile(join(dir, 'server.ext'), SERVER_EXTENSIONS);
+      await openssl(
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:P-256',
+          '-nodes',
+          '-subj',
+          '/CN=tsworker local autoscaler CA',
+          '-days',
+          '30',
+          '-addext',
+          'basicConstraints = critical, CA:TRUE',
+          '-addext',
+          'keyUsage = critical, keyCertSign, cRLSign',
+          '-keyout',
+          'ca.key',
+          '-out',
+          'ca.crt',
+        ],
+        dir,
+      );
+      return new LocalCa(dir, await readFile(join(dir, 'ca.crt'), 'utf8'));
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** Signs a PEM CSR; resolves with the PEM certificate and its subject. */
+  async sign(csrPem: string): Promise<{ certificate: string; subject: string }> {
+    const name = randomBytes(8).toString('hex');
+    await writeFile(join(this.dir, `${name}.csr`), csrPem);
+    try {
+      await openssl(['req', '-in', `${name}.csr`, '-noout', '-verify'], this.dir);
+      await openssl(
+        [
+          'x509',
+          '-req',
+          '-in',
+          `${name}.csr`,
+          '-CA',
+          'ca.crt',
+          '-CAkey',
+          'ca.key',
+          '-set_serial',
+          `0x${randomBytes(12).toString('hex')}`,
+          '-days',
+          '30',
+          '-sha256',
+          '-extfile',
+          'server.ext',
+          '-out',
+          `${name}.crt`,
+        ],
+        this.dir,
+      );
+      const certificate = await readFile(join(this.dir, `${name}.crt`), 'utf8');
+      const subject = await openssl(['x509', '-in', `${name}.crt`, '-noout', '-subject'], this.dir);
+      return { certificate, subject: subject.trim().replace(/^subject=\s*/, '') };
+    } finally {
+      await rm(join(this.dir, `${name}.csr`), { force: true });
+      await rm(join(this.dir, `${name}.crt`), { force: true });
+    }
+  }
+
+  close(): Promise<void> {
+    return rm(this.dir, { recursive: true, force: true });
+  }
+}
+
 // Recorded bodies are whatever arrived, so anything read from them is checked first.
 function isObject(value: unknown): value is Partial<Record<string, unknown>> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -210,7 +366,12 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
   readonly privateKey: KeyObject;
   readonly publicKeyPem: string;
   readonly authMode: AuthMode;
-  readonly records: LocalAutoscalerRecords = { workerStatus: [], deleteRequests: [], routes: [] };
+  readonly records: LocalAutoscalerRecords = {
+    workerStatus: [],
+    deleteRequests: [],
+    routes: [],
+    certificates: [],
+  };
   #server: Server;
   #url = '';
   #port = 0;
@@ -224,6 +385,8 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
   #nextRequestIdx = 1;
   #log: ((line: string) => void) | undefined;
   #closing: Promise<void> | undefined;
+  /** Made on the first certificate request: most runs never sign one. */
+  #ca: Promise<LocalCa> | undefined;
 
   /** Use `startLocalAutoscaler`; the constructor does not listen. */
   constructor(options: LocalAutoscalerOptions = {}) {
@@ -318,6 +481,23 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
   }
 
   /**
+   * The local CA's certificate (PEM), made on first use: what a client trusts to reach a worker
+   * whose certificate came from POST /sign_cert/ (also served at GET /ca.crt). Needs openssl.
+   */
+  caCertificate(): Promise<string> {
+    return this.#localCa().then((ca) => ca.certificatePem);
+  }
+
+  #localCa(): Promise<LocalCa> {
+    if (this.#ca === undefined) {
+      this.#ca = LocalCa.create();
+      // A failure (no openssl) is answered, and the next request tries again.
+      this.#ca.catch(() => (this.#ca = undefined));
+    }
+    return this.#ca;
+  }
+
+  /**
    * Resolves with the first accepted (status 200) /worker_status/ body, past or future, that
    * matches; rejects after `timeoutMs` saying how many reports arrived and what the last was.
    */
@@ -399,6 +579,9 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
       }
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
+    }).then(async () => {
+      const ca = await this.#ca?.catch(() => undefined);
+      await ca?.close();
     });
     return this.#closing;
   }
@@ -416,6 +599,12 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
     switch (`${method} ${path}`) {
       case 'GET /pubkey':
         return sendText(res, 200, this.publicKeyPem);
+      // console.vast.ai's path is /api/v0/sign_cert/?instance_id=<CONTAINER_ID>.
+      case 'POST /sign_cert':
+      case 'POST /api/v0/sign_cert':
+        return this.#signCert(req, res, text);
+      case 'GET /ca.crt':
+        return sendText(res, 200, await this.caCertificate());
       case 'POST /route':
         return this.#route(res, parseJson(text));
       case 'POST /worker_status':
@@ -457,23 +646,29 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
   }
 
   #workerStatus(res: ServerResponse, body: unknown): void {
-    const check = workerStatusSchema.safeParse(body);
+    const b: Partial<Record<string, unknown>> = isObject(body) ? body : {};
+    const kind = 'loadtime' in b ? 'report' : 'launcher_error';
+    const check = (kind === 'report' ? workerStatusSchema : launcherErrorSchema).safeParse(body);
     const status = this.#takeFailure('failWorkerStatus');
-    const record: ReportRecord<WorkerStatusBody> = {
+    const record: WorkerStatusRecord = {
       at: Date.now(),
       body: body as WorkerStatusBody,
       conforms: check.success,
       problems: check.success ? [] : describeIssues(check.error),
       status,
+      kind,
     };
     this.records.workerStatus.push(record);
     if (status === 200) this.#autoRegister(body);
-    const b: Partial<Record<string, unknown>> = isObject(body) ? body : {};
+    const nonconforming = check.success ? '' : ` (nonconforming: ${record.problems.join('; ')})`;
     this.#log?.(
-      `worker_status ${status} loadtime=${String(b['loadtime'])} cur_load=${String(b['cur_load'])} ` +
-        `max_perf=${String(b['max_perf'])} working=${String(b['num_requests_working'])}` +
-        (b['error_msg'] ? ` error_msg=${JSON.stringify(b['error_msg'])}` : '') +
-        (check.success ? '' : ` (nonconforming: ${record.problems.join('; ')})`),
+      kind === 'launcher_error'
+        ? `worker_status ${status} launcher error id=${String(b['id'])} ` +
+            `error_msg=${JSON.stringify(b['error_msg'])}${nonconforming}`
+        : `worker_status ${status} loadtime=${String(b['loadtime'])} cur_load=${String(b['cur_load'])} ` +
+            `max_perf=${String(b['max_perf'])} working=${String(b['num_requests_working'])}` +
+            (b['error_msg'] ? ` error_msg=${JSON.stringify(b['error_msg'])}` : '') +
+            nonconforming,
     );
     sendJson(res, status, status === 200 ? {} : { error: 'injected failure' });
     this.emit('worker_status', record);
@@ -499,6 +694,44 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
     this.emit('delete_requests', record);
   }
 
+  async #signCert(req: IncomingMessage, res: ServerResponse, csr: string): Promise<void> {
+    const query = new URL(req.url ?? '/', 'http://local').searchParams;
+    const record: CertificateRecord = {
+      at: Date.now(),
+      instanceId: query.get('instance_id'),
+      status: 200,
+      detail: '',
+    };
+    if (!csr.includes('-----BEGIN CERTIFICATE REQUEST-----')) {
+      record.status = 400;
+      record.detail = 'the body is not a PEM certificate signing request';
+    } else {
+      try {
+        const ca = await this.#localCa();
+        const signed = await ca.sign(csr);
+        record.detail = signed.subject;
+        this.#finishCertificate(record);
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.end(signed.certificate);
+        return;
+      } catch (error) {
+        // A CSR openssl cannot read is the client's fault; no openssl is ours.
+        record.status = /is not installed/.test(String(error)) ? 500 : 400;
+        record.detail = error instanceof Error ? error.message : String(error);
+      }
+    }
+    this.#finishCertificate(record);
+    sendJson(res, record.status, { error: record.detail });
+  }
+
+  #finishCertificate(record: CertificateRecord): void {
+    this.records.certificates.push(record);
+    this.#log?.(
+      `sign_cert ${record.status} instance_id=${String(record.instanceId)} ${record.detail}`,
+    );
+    this.emit('certificate', record);
+  }
+
   #takeFailure(kind: 'failWorkerStatus' | 'failDeleteRequests'): number {
     if (this.#failures[kind] <= 0) return 200;
     this.#failures[kind]--;
@@ -516,7 +749,7 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
 
   /** The human-readable page served at GET /. */
   summary(): string {
-    const { workerStatus, deleteRequests, routes } = this.records;
+    const { workerStatus, deleteRequests, routes, certificates } = this.records;
     const lastStatus = workerStatus.at(-1);
     const lastDelete = deleteRequests.at(-1);
     const lines = [
@@ -526,11 +759,14 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
       `/worker_status/ posts: ${workerStatus.length}`,
       `/delete_requests/ posts: ${deleteRequests.length} ` +
         `(${deleteRequests.reduce((n, r) => n + requestsOf(r.body).length, 0)} requests)`,
+      `certificates signed: ${certificates.filter((c) => c.status === 200).length} ` +
+        `(POST /sign_cert/?instance_id=…; the CA is at ${this.#url}/ca.crt)`,
       '',
       'last /worker_status/:',
       lastStatus === undefined
         ? '  (none yet)'
         : `  at ${new Date(lastStatus.at).toISOString()}, answered ${lastStatus.status}` +
+          (lastStatus.kind === 'launcher_error' ? ", the launcher's error report" : '') +
           (lastStatus.conforms ? '' : `, nonconforming: ${lastStatus.problems.join('; ')}`) +
           `\n${JSON.stringify(lastStatus.body, null, 2)}`,
       '',

@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import {
+  appendFileSync,
   closeSync,
   existsSync,
   mkdtempSync,
@@ -12,7 +13,7 @@ import {
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -35,10 +36,16 @@ interface ScriptRun {
  * Runs start_server.sh with exactly this environment (plus PATH and HOME); resolves when bash
  * exits. Its output goes to a file, as on an instance: the worker it leaves running keeps writing.
  */
-async function runScript(env: Record<string, string>, outputFile: string): Promise<ScriptRun> {
+async function runScript(
+  env: Record<string, string>,
+  outputFile: string,
+  { fromCheckout = false }: { fromCheckout?: boolean } = {},
+): Promise<ScriptRun> {
   const out = openSync(outputFile, 'a');
   try {
-    const child = spawn('bash', [SCRIPT], {
+    // `./start_server.sh` in the checkout, as README shows it, or the script's absolute path.
+    const child = spawn('bash', fromCheckout ? ['./start_server.sh'] : [SCRIPT], {
+      cwd: fromCheckout ? dirname(SCRIPT) : tmpdir(),
       env: {
         PATH: process.env['PATH'] ?? '/usr/bin:/bin',
         HOME: process.env['HOME'] ?? tmpdir(),
@@ -90,7 +97,10 @@ describe('start_server.sh', () => {
     workspace = mkdtempSync(join(tmpdir(), 'tsworker-ws-'));
   });
   afterEach(async () => {
-    for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    // The worker a failed test left behind too.
+    const pidFile = join(workspace, 'tsworker.pid');
+    if (existsSync(pidFile)) pids.push(Number(readFileSync(pidFile, 'utf8').trim()));
+    for (const pid of pids) if (pid > 0 && isAlive(pid)) process.kill(pid, 'SIGKILL');
     pids = [];
     rmSync(workspace, { recursive: true, force: true });
   });
@@ -129,13 +139,13 @@ describe('start_server.sh', () => {
     await waitFor(() => !isAlive(pid), { label: 'worker exit', timeoutMs: 15_000 });
   }
 
-  it('rotates the model log, launches the worker in the background and reports no error', async () => {
+  it('run as ./start_server.sh in the checkout: rotates the model log, launches the worker in the background and reports no error', async () => {
     const modelLog = join(workspace, 'model.log');
     writeFileSync(join(workspace, 'model.log.old'), 'first boot\n');
     writeFileSync(modelLog, 'second boot\nserver has started\n');
     const startedAt = Date.now();
 
-    const run = await runScript(baseEnv(), join(workspace, 'script.out'));
+    const run = await runScript(baseEnv(), join(workspace, 'script.out'), { fromCheckout: true });
     expect(run.code, run.output).toBe(0);
     // The script's output passes through its tee, which may write the last line after bash exits.
     await waitFor(
@@ -199,7 +209,7 @@ describe('start_server.sh', () => {
     expect(existsSync(join(workspace, 'tsworker.pid'))).toBe(false);
   });
 
-  it('reports a BACKEND that names no worker', async () => {
+  it('reports a BACKEND that names no worker, with the available workers', async () => {
     const run = await runScript(
       { ...baseEnv(), BACKEND: 'no_such_worker' },
       join(workspace, 'script.out'),
@@ -209,6 +219,103 @@ describe('start_server.sh', () => {
       body.error_msg.includes('no_such_worker'),
     );
     expect(report.error_msg).toContain('BACKEND=no_such_worker: no such worker');
+    expect(report.error_msg).not.toContain('Did you mean');
+    expect(report.error_msg).toMatch(
+      /\. Available workers: comfyui, hello_world, llama, null, ollama, openai, sglang, tgi, vllm$/,
+    );
+  });
+
+  it('names the closest worker when BACKEND is a typo', async () => {
+    const cases = {
+      hello_wrold: 'hello_world',
+      VLLM: 'vllm',
+      olama: 'ollama',
+      hello: 'hello_world',
+    };
+    for (const [typo, meant] of Object.entries(cases)) {
+      const run = await runScript({ ...baseEnv(), BACKEND: typo }, join(workspace, 'script.out'));
+      expect(run.code).toBe(1);
+      const report = await autoscaler.waitForReport((body) =>
+        body.error_msg.includes(`BACKEND=${typo}:`),
+      );
+      expect(report.error_msg).toContain(`Did you mean "${meant}"? Available workers: comfyui,`);
+    }
+  });
+
+  it("keeps the worker's output out of debug.log, in a TSWORKER_LOG bounded by TSWORKER_LOG_MAX_BYTES", async () => {
+    const modelLog = join(workspace, 'model.log');
+    const maxBytes = 4096;
+    const run = await runScript(
+      { ...baseEnv(), TSWORKER_LOG_MAX_BYTES: String(maxBytes) },
+      join(workspace, 'script.out'),
+    );
+    expect(run.code, run.output).toBe(0);
+    const { pid } = await expectWorkerRunning();
+    // hello_world logs every "Download" line of the model's log: 60 lines of ~330 bytes, ~5 files' worth.
+    const lines = Array.from(
+      { length: 60 },
+      (_, i) => `{"message":"Download part ${i}: ${'x'.repeat(120)}"}`,
+    );
+    appendFileSync(modelLog, `${lines.join('\n')}\n`);
+    const logFile = join(workspace, 'tsworker.log');
+    await waitFor(() => existsSync(logFile) && readFileSync(logFile, 'utf8').includes('part 59:'), {
+      label: 'the last model log line in tsworker.log',
+      timeoutMs: 20_000,
+    });
+    await stopWorker(pid);
+
+    for (const file of [logFile, `${logFile}.1`]) {
+      const text = readFileSync(file, 'utf8');
+      expect(Buffer.byteLength(text)).toBeLessThanOrEqual(maxBytes);
+      // Rotation happens between lines: every line is whole JSON.
+      for (const line of text.split('\n').filter(Boolean))
+        expect(() => JSON.parse(line)).not.toThrow();
+    }
+    expect(readFileSync(`${logFile}.1`, 'utf8')).toMatch(/part \d+:/);
+    const debugLog = readFileSync(join(workspace, 'debug.log'), 'utf8');
+    expect(debugLog).toContain('BACKEND=hello_world');
+    expect(debugLog).toContain('launching tsworker done');
+    expect(debugLog).not.toContain('Download part');
+    expect(debugLog).not.toContain('worker listening');
+    // The script's own lines are all there is: none of them is one of the worker's JSON lines.
+    expect(debugLog.split('\n').filter((line) => line.startsWith('{'))).toEqual([]);
+  });
+
+  it("leaves the error beacon's report standing when the worker exits after it", async () => {
+    // The worker cannot listen: its error beacon reports that, until SIGTERM stops it (exit 1).
+    const taken = createServer();
+    taken.listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const run = await runScript(
+        { ...baseEnv(), CONTAINER_ID: '12', WORKER_PORT: String(port) },
+        join(workspace, 'script.out'),
+      );
+      expect(run.code, run.output).toBe(0);
+      const beacon = await autoscaler.waitForReport(
+        (body) => body.id === 12 && body.error_msg.startsWith('Worker Server failed to launch'),
+        20_000,
+      );
+      expect(beacon.error_msg).toContain(String(port));
+      const pid = Number(readFileSync(join(workspace, 'tsworker.pid'), 'utf8').trim());
+      pids.push(pid);
+      await stopWorker(pid);
+      const debugLog = join(workspace, 'debug.log');
+      await waitFor(() => readFileSync(debugLog, 'utf8').includes('that report stands'), {
+        label: 'the watcher deciding not to report',
+        timeoutMs: 15_000,
+      }).catch((error: unknown) => {
+        throw new Error(`${String(error)}\n${readFileSync(debugLog, 'utf8')}`);
+      });
+      expect(readFileSync(debugLog, 'utf8')).toContain('tsworker exited with code 1');
+      const overwritten = autoscaler.records.workerStatus.filter(
+        (record) => record.body.id === 12 && /exited with code/.test(String(record.body.error_msg)),
+      );
+      expect(overwritten).toEqual([]);
+    } finally {
+      taken.close();
+    }
   });
 
   describe('with USE_SSL=true', () => {

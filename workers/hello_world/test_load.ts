@@ -5,7 +5,7 @@
  *   npm run test_load -- -n 10 -rps 5 -k <api key> -e <endpoint> -l --route /generate_stream --verify
  */
 import { defineLoadTest, isEntryPoint, testLoadMain, type Answer } from '../../lib/index.ts';
-import { countWorkload, forTest, type InputData } from './data_types.ts';
+import { countPromptTokens, forTest, type InputData } from './data_types.ts';
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -56,13 +56,13 @@ const loadTest = defineLoadTest<InputData>({
   routes: {
     '/generate': {
       payload: forTest,
-      cost: countWorkload,
+      cost: countPromptTokens,
       verify: verifyGenerate,
       tokens: countTokens,
     },
     '/generate_stream': {
       payload: forTest,
-      cost: countWorkload,
+      cost: countPromptTokens,
       verify: verifyStream,
       tokens: countTokens,
     },

@@ -41,7 +41,9 @@ function handler(worker: ResolvedWorker, route: string): ResolvedHandler {
 /** What the pipeline does with a payload: validate, measure, and build the model's body. */
 function run(h: ResolvedHandler, payload: unknown): { workload: number; body: unknown } {
   const parsed: unknown = h.payload.parse(payload);
-  return { workload: h.workload(parsed), body: h.transformRequest?.(parsed) ?? parsed };
+  const workload = h.workload(parsed);
+  if (typeof workload !== 'number') throw new Error('the OpenAI workloads are synchronous');
+  return { workload, body: h.transformRequest?.(parsed) ?? parsed };
 }
 
 describe('the OpenAI preset', () => {

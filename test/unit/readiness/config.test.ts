@@ -39,8 +39,10 @@ describe('readiness configuration', () => {
       WORKER_PORT: 'abc',
     });
     expect(problems).toContain('READINESS: must be "logs", "health" or "both", got "heath"');
-    expect(problems).toContain('HEALTHCHECK_FAILURES: must be a whole number, 1 or more');
-    expect(problems).toContain('READINESS_GRACE_SECONDS: must be a number of seconds (0 or more)');
+    expect(problems).toContain('HEALTHCHECK_FAILURES: must be a whole number, 1 or more, got "0"');
+    expect(problems).toContain(
+      'READINESS_GRACE_SECONDS: must be a number of seconds (0 or more), got "-1"',
+    );
     expect(problems.some((p) => p.startsWith('WORKER_PORT'))).toBe(true);
   });
 
