@@ -55,6 +55,12 @@ export interface ResolvedConfig {
    * answer). @default 300: a 16 MiB body at 56 KB/s
    */
   readonly requestTimeoutSeconds: number;
+  /**
+   * `REFUSED_BODY_LINGER_SECONDS`: after a 413, how long the rest of the body is read and thrown
+   * away before the connection closes, so a client that writes its whole body before reading still
+   * gets the answer. 0 closes at once. @default 30
+   */
+  readonly refusedBodyLingerSeconds: number;
   /** `MAX_CONNECTIONS_PER_LISTENER`: open client connections per listener. @default unlimited */
   readonly maxConnectionsPerListener: number | undefined;
   /** `BENCHMARK_CACHE`: where the benchmark result is kept. @default .has_benchmark */
@@ -192,6 +198,7 @@ const envSchema = z.object({
   MAX_PENDING_DELETE_REQUESTS: positiveInteger.default(60_000),
   HEADERS_TIMEOUT_SECONDS: positive.default(30),
   REQUEST_TIMEOUT_SECONDS: positive.default(300),
+  REFUSED_BODY_LINGER_SECONDS: seconds.default(30),
   MAX_CONNECTIONS_PER_LISTENER: positiveInteger.optional(),
   BENCHMARK_CACHE: z.string().default('.has_benchmark'),
   TERMINATION_GRACE_PERIOD_SECONDS: seconds.default(300),
@@ -273,6 +280,8 @@ export const ENVIRONMENT_VARIABLE_DOCS: Readonly<Record<EnvironmentVariable, str
   HEADERS_TIMEOUT_SECONDS: 'time a client has to send its request headers (default 30)',
   REQUEST_TIMEOUT_SECONDS:
     'time a client has to send its whole request, never the answer (default 300)',
+  REFUSED_BODY_LINGER_SECONDS:
+    'after a 413, how long the rest of the body is read and discarded before closing (default 30)',
   MAX_CONNECTIONS_PER_LISTENER: 'open client connections per listener (default unlimited)',
   BENCHMARK_CACHE: 'where the benchmark result is cached (default .has_benchmark)',
   TERMINATION_GRACE_PERIOD_SECONDS:
@@ -398,6 +407,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     maxPendingDeletes: data.MAX_PENDING_DELETE_REQUESTS,
     headersTimeoutSeconds: data.HEADERS_TIMEOUT_SECONDS,
     requestTimeoutSeconds: data.REQUEST_TIMEOUT_SECONDS,
+    refusedBodyLingerSeconds: data.REFUSED_BODY_LINGER_SECONDS,
     maxConnectionsPerListener: data.MAX_CONNECTIONS_PER_LISTENER,
     benchmarkCacheFile: data.BENCHMARK_CACHE,
     terminationGracePeriodSeconds: data.TERMINATION_GRACE_PERIOD_SECONDS,

@@ -1,5 +1,7 @@
 /**
- * tsworker's public API: everything a worker folder imports. Importing it has no side effects.
+ * `tsworker`: what a worker folder imports (server.ts, data_types.ts, test_load.ts). Importing it
+ * has no side effects. Embedding a worker in a program of your own: `tsworker/server`. Driving load
+ * from code: `tsworker/load-test`.
  */
 
 /** Defining handlers and workers. */
@@ -12,18 +14,14 @@ export {
   type HandlerContext,
   type HandlerTimeouts,
   type BenchmarkConfig,
-  type ResolvedHandler,
 } from './handler.ts';
 export {
   defineWorker,
   defineWorkerFactory,
-  isWorkerFactory,
-  resolveWorker,
   LogAction,
   type WorkerEnv,
   type WorkerFactory,
   type WorkerOptions,
-  type ResolvedWorker,
   type LogActionConfig,
   type ExtraRoute,
   type Lifecycle,
@@ -32,7 +30,7 @@ export {
 /** Schemas: workers describe payloads with the same zod the framework validates with. */
 export { z } from 'zod';
 
-/** Errors a handler may throw to answer with a specific status. */
+/** Errors a handler may throw to answer with a specific status, and the ones a bad definition gets. */
 export {
   WorkerError,
   DefinitionError,
@@ -54,49 +52,13 @@ export { closeTokenizerPool } from './tokenizer-pool.ts';
 /** Presets for real model servers (vLLM, SGLang, llama.cpp, TGI, ComfyUI, Ollama, passthrough). */
 export * from './presets/index.ts';
 
-/** Configuration and running a worker (used by the CLI, tests and embedders). */
-export { loadConfig, publicUrl, ConfigError, type ResolvedConfig } from './config.ts';
-export { createLogger, silentLogger, type Logger } from './log.ts';
-export {
-  createWorkerApp,
-  startWorker,
-  RESERVED_PATHS,
-  type WorkerApp,
-  type WorkerDeps,
-  type WorkerRuntime,
-  type RunningWorker,
-  drain,
-  type DrainOptions,
-  type DrainOutcome,
-} from './server/index.ts';
-export type { RequestSummary, RequestObserver } from './pipeline/index.ts';
-export { startErrorBeacon, type ErrorBeacon } from './metrics/beacon.ts';
-export {
-  PROTOCOL_VERSION,
-  type WorkerStatus,
-  type DeleteRequestEntry,
-} from './metrics/reporter.ts';
-
-/** Load testing: a worker's test_load.ts declares its payloads; the engine is shared with the bench. */
+/** A worker's test_load.ts: its payloads and its command line. */
 export {
   defineLoadTest,
   testLoadMain,
   isEntryPoint,
-  runLoad,
-  startLoad,
-  routeTarget,
-  directTarget,
-  summarize,
-  formatSummary,
-  seededRandom,
   type LoadTestDefinition,
   type LoadTestOptions,
   type LoadTestRoute,
   type Answer,
-  type LoadOptions,
-  type LoadResult,
-  type LoadSummary,
-  type PlannedRequest,
-  type RequestRecord,
-  type Target,
 } from './test-harness/index.ts';

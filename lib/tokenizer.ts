@@ -142,27 +142,176 @@ function isSurrogatePairAt(text: string, index: number): boolean {
  */
 export function countTokens(text: string): number {
   const tiktoken = (encoder ??= loadEncoder());
+  const asciiTotal = countAsciiTokens(tiktoken, text);
+  if (asciiTotal >= 0) return asciiTotal;
   // One shared global regex: countTokens is synchronous, so no other call can move lastIndex meanwhile.
   const pattern = CL100K_PIECE;
   pattern.lastIndex = 0;
   let total = 0;
   for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
-    const piece = match[0];
-    let count = pieceCounts.get(piece);
-    if (count === undefined) {
-      if (piece.length <= MAX_CACHED_PIECE_LENGTH) {
-        count = encode(tiktoken, piece);
-        if (pieceCounts.size >= MAX_CACHED_PIECES) pieceCounts.clear();
-        pieceCounts.set(piece, count);
-      } else if (piece.length <= MAX_ENCODED_PIECE_LENGTH) {
-        count = encode(tiktoken, piece);
-      } else {
-        count = countLongPiece(tiktoken, piece);
-      }
-    }
-    total += count;
+    total += countPiece(tiktoken, match[0]);
   }
   return total;
+}
+
+function countPiece(tiktoken: Tiktoken, piece: string): number {
+  let count = pieceCounts.get(piece);
+  if (count !== undefined) return count;
+  if (piece.length <= MAX_CACHED_PIECE_LENGTH) {
+    count = encode(tiktoken, piece);
+    if (pieceCounts.size >= MAX_CACHED_PIECES) pieceCounts.clear();
+    pieceCounts.set(piece, count);
+    return count;
+  }
+  return piece.length <= MAX_ENCODED_PIECE_LENGTH
+    ? encode(tiktoken, piece)
+    : countLongPiece(tiktoken, piece);
+}
+
+// Character classes of ASCII code units, as CL100K_PIECE sees them.
+const OTHER = 0;
+const LETTER = 1;
+const DIGIT = 2;
+/** White_Space other than CR and LF: tab, VT, FF, space. */
+const BLANK = 3;
+const NEWLINE = 4;
+const ASCII_CLASS = new Uint8Array(128);
+for (let code = 0; code < 128; code++) {
+  const char = String.fromCharCode(code);
+  if (/[A-Za-z]/.test(char)) ASCII_CLASS[code] = LETTER;
+  else if (/[0-9]/.test(char)) ASCII_CLASS[code] = DIGIT;
+  else if (char === '\r' || char === '\n') ASCII_CLASS[code] = NEWLINE;
+  else if (/[\t\v\f ]/.test(char)) ASCII_CLASS[code] = BLANK;
+}
+
+/** The class of the code unit at `index`: -1 past the end or for non-ASCII. */
+function classAt(text: string, index: number): number {
+  const code = text.charCodeAt(index); // NaN past the end
+  return code < 128 ? (ASCII_CLASS[code] as number) : -1;
+}
+
+/**
+ * `countTokens` for a text of ASCII only, without the Unicode regular expression: a hand-written
+ * scanner that cuts exactly the pieces CL100K_PIECE cuts (test/unit/tokenizer-ascii.test.ts
+ * compares the two), several times faster. Returns -1 at the first non-ASCII code unit, for the
+ * caller to count the text the general way.
+ */
+function countAsciiTokens(tiktoken: Tiktoken, text: string): number {
+  const length = text.length;
+  let total = 0;
+  for (let start = 0; start < length;) {
+    const end = asciiPieceEnd(text, start);
+    if (end < 0) return -1;
+    total += countAsciiPiece(tiktoken, text, start, end);
+    start = end;
+  }
+  return total;
+}
+
+/**
+ * The ASCII path's own piece cache: an open-addressing table probed with a hash of the piece's code
+ * units, compared in place with `startsWith`, so a piece seen before costs no string allocation and
+ * no string hashing (which is most of what the Map costs).
+ */
+const ASCII_TABLE_SIZE = 1 << 18; // twice MAX_CACHED_PIECES: probes stay short
+const asciiPieces: (string | undefined)[] = new Array<string | undefined>(ASCII_TABLE_SIZE);
+const asciiCounts = new Int32Array(ASCII_TABLE_SIZE);
+let asciiPiecesHeld = 0;
+
+function countAsciiPiece(tiktoken: Tiktoken, text: string, start: number, end: number): number {
+  const length = end - start;
+  if (length > MAX_CACHED_PIECE_LENGTH) return countPiece(tiktoken, text.slice(start, end));
+  let hash = 0x811c9dc5;
+  for (let index = start; index < end; index++) {
+    hash = Math.imul(hash ^ text.charCodeAt(index), 0x01000193);
+  }
+  let slot = (hash >>> 0) & (ASCII_TABLE_SIZE - 1);
+  for (let held = asciiPieces[slot]; held !== undefined; held = asciiPieces[slot]) {
+    if (held.length === length && text.startsWith(held, start)) return asciiCounts[slot] as number;
+    slot = (slot + 1) & (ASCII_TABLE_SIZE - 1);
+  }
+  const piece = text.slice(start, end);
+  const count = countPiece(tiktoken, piece);
+  if (asciiPiecesHeld >= MAX_CACHED_PIECES) {
+    asciiPieces.fill(undefined);
+    asciiPiecesHeld = 0;
+    return count;
+  }
+  asciiPieces[slot] = piece;
+  asciiCounts[slot] = count;
+  asciiPiecesHeld += 1;
+  return count;
+}
+
+/**
+ * Where the piece of CL100K_PIECE starting at `start` ends, taking its alternatives in order; -1 if
+ * the decision depends on a non-ASCII code unit.
+ */
+function asciiPieceEnd(text: string, start: number): number {
+  const first = classAt(text, start);
+  if (first < 0) return -1;
+  // '(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]) — the contractions.
+  if (text.charCodeAt(start) === 0x27) {
+    const contraction = contractionLength(text, start + 1);
+    if (contraction > 0) return start + 1 + contraction;
+  }
+  // [^\r\n\p{L}\p{N}]?\p{L}+
+  if (first === LETTER) return runEnd(text, start + 1, LETTER);
+  if (first !== DIGIT && first !== NEWLINE) {
+    const next = classAt(text, start + 1);
+    if (next === LETTER) return runEnd(text, start + 2, LETTER);
+  }
+  // \p{N}{1,3}
+  if (first === DIGIT) {
+    if (classAt(text, start + 1) !== DIGIT) return start + 1;
+    return classAt(text, start + 2) === DIGIT ? start + 3 : start + 2;
+  }
+  // ' ?[^\p{White_Space}\p{L}\p{N}]+[\r\n]*'
+  const symbolsFrom = text.charCodeAt(start) === 0x20 ? start + 1 : start;
+  if (classAt(text, symbolsFrom) === OTHER) {
+    return runEnd(text, runEnd(text, symbolsFrom + 1, OTHER), NEWLINE);
+  }
+  return whitespacePieceEnd(text, start, first);
+}
+
+/**
+ * The three whitespace alternatives, for a piece starting with White_Space: up to the last CR or LF
+ * of the run; else the run less its last character when something other than White_Space follows
+ * it; else the whole run.
+ */
+function whitespacePieceEnd(text: string, start: number, first: number): number {
+  if (first === OTHER) return -1; // unreachable: OTHER always matches the symbols alternative
+  let end = start;
+  let afterLastNewline = -1;
+  for (;;) {
+    const kind = classAt(text, end);
+    if (kind === NEWLINE) afterLastNewline = end + 1;
+    else if (kind !== BLANK) {
+      if (kind < 0 && end < text.length) return -1;
+      break;
+    }
+    end += 1;
+  }
+  if (afterLastNewline > 0) return afterLastNewline; // \p{White_Space}*[\r\n]+
+  // \p{White_Space}+(?!\P{White_Space}), then \p{White_Space}+
+  return end < text.length && end - start > 1 ? end - 1 : end;
+}
+
+/** The first index at or after `from` whose class is not `kind`. */
+function runEnd(text: string, from: number, kind: number): number {
+  let end = from;
+  while (classAt(text, end) === kind) end += 1;
+  return end;
+}
+
+/** Length of the contraction suffix at `index` (after an apostrophe), 0 if none. */
+function contractionLength(text: string, index: number): number {
+  const one = text.charCodeAt(index) | 0x20; // lower case for letters
+  const two = text.charCodeAt(index + 1) | 0x20;
+  if (one === 0x73 || one === 0x74 || one === 0x6d || one === 0x64) return 1; // s t m d
+  if ((one === 0x72 || one === 0x76) && two === 0x65) return 2; // re ve
+  if (one === 0x6c && two === 0x6c) return 2; // ll
+  return 0;
 }
 
 /**

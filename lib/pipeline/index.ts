@@ -18,7 +18,7 @@ import {
 import { admit } from './admit.ts';
 import { signatureProblem } from './auth.ts';
 import type { InFlightRequests } from './in-flight.ts';
-import { BodyAbortedError, parseJson, readBody } from './parse.ts';
+import { BodyAbortedError, lingerOnRefusedBody, parseJson, readBody } from './parse.ts';
 import { sendError, sendJson, toWorkerError } from './respond.ts';
 import { validateEnvelope, type EnvelopeRules } from './validate.ts';
 import { measureWorkload } from './workload.ts';
@@ -73,6 +73,8 @@ export interface PipelineDeps {
   readonly observers: readonly RequestObserver[];
   /** `MAX_BODY_BYTES`: larger bodies get 413 and are not read. */
   readonly maxBodyBytes: number;
+  /** `REFUSED_BODY_LINGER_SECONDS` in milliseconds: see `lingerOnRefusedBody`. */
+  readonly refusedBodyLingerMs: number;
   /** Where a graceful drain finds the requests to wait for, and to abort when time is up. */
   readonly inFlight?: InFlightRequests;
 }
@@ -272,6 +274,7 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
       }
       if (failure !== undefined && !response.headersSent && !response.destroyed) {
         sendError(response, failure, requestId);
+        if (failure.status === 413) lingerOnRefusedBody(request, deps.refusedBodyLingerMs);
       } else if (!response.writableFinished) {
         // Headers are out: the only honest signal left is a broken stream.
         response.destroy();

@@ -64,6 +64,31 @@ export function readBody(request: IncomingMessage, limitBytes: number): Promise<
 }
 
 /**
+ * After a 413 whose body is still arriving: reads and throws away the rest for at most `lingerMs`,
+ * then closes, as nginx's lingering close does. Node would close the `Connection: close` socket as
+ * soon as the answer is written; the kernel then answers the unread bytes with a reset, and a client
+ * that writes its whole body before reading (Python's http.client) loses the 413 it was sent.
+ * Nothing is kept, and the time is bounded whatever the client does.
+ */
+export function lingerOnRefusedBody(request: IncomingMessage, lingerMs: number): void {
+  if (request.complete || lingerMs <= 0) return;
+  const socket = request.socket;
+  const timer = setTimeout(() => socket.destroy(), lingerMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  // The client has sent everything, or gave up: close once the answer is out.
+  socket.once('end', () => {
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', () => socket.destroy());
+  });
+  // Node calls destroySoon() once the answer is written: close our side only, and keep reading.
+  socket.destroySoon = () => socket.end();
+  // As Node's own dump of an unread body: a reader left behind (hono's body stream) would pause it.
+  request.removeAllListeners('data');
+  request.resume();
+}
+
+/**
  * True when `text` nests arrays and objects deeper than `maxDepth`. One pass over the text,
  * skipping strings: JSON.parse itself copes, but JSON.stringify, deep-equal and every other
  * recursive walk of the value would overflow the stack on it.

@@ -164,6 +164,7 @@ export function createWorkerApp(
     observers: runtime.observers,
     inFlight: runtime.inFlight,
     maxBodyBytes: config.maxBodyBytes,
+    refusedBodyLingerMs: config.refusedBodyLingerSeconds * 1000,
   };
   const handlerRoutes = new Map(
     worker.handlers.map((handler) => [handler.route, createPipeline(pipelineDeps, handler)]),
@@ -244,7 +245,7 @@ export function createWorkerApp(
   }
   app.notFound(notFoundHandler);
   // The one error handler, shared with the plain /session/end listener.
-  app.onError(routeErrorHandler(logger));
+  app.onError(routeErrorHandler(logger, config.refusedBodyLingerSeconds * 1000));
 
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
   const listener = (request: IncomingMessage, response: ServerResponse): void => {

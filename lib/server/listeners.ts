@@ -141,7 +141,7 @@ function plainListener(runtime: WorkerRuntime): NodeListener {
     sessionEndHandler(runtime),
   );
   app.notFound(notFoundHandler);
-  app.onError(routeErrorHandler(runtime.logger));
+  app.onError(routeErrorHandler(runtime.logger, runtime.config.refusedBodyLingerSeconds * 1000));
   return getRequestListener(app.fetch, { overrideGlobalObjects: false });
 }
 

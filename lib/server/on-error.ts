@@ -2,6 +2,7 @@ import type { HttpBindings } from '@hono/node-server';
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { WorkerError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { lingerOnRefusedBody } from '../pipeline/parse.ts';
 
 type Env = { Bindings: HttpBindings };
 
@@ -9,7 +10,7 @@ type Env = { Bindings: HttpBindings };
  * The error handler of the Hono apps (the main routes and the plain `/session/end` listener): a
  * `WorkerError` becomes its JSON body, status and headers; anything else a masked 500, logged.
  */
-export function routeErrorHandler(logger: Logger): ErrorHandler<Env> {
+export function routeErrorHandler(logger: Logger, refusedBodyLingerMs: number): ErrorHandler<Env> {
   const log = logger.child({ component: 'server' });
   return (error: Error, c: Context<Env>) => {
     const failure =
@@ -23,6 +24,7 @@ export function routeErrorHandler(logger: Logger): ErrorHandler<Env> {
           });
     if (failure.code === 'TSW_ERR_INTERNAL')
       log.error({ err: error, path: c.req.path }, 'route failed');
+    if (failure.status === 413) lingerOnRefusedBody(c.env.incoming, refusedBodyLingerMs);
     return c.json(failure.body, failure.status as 500, {
       ...failure.headers,
       'x-worker-error-source': failure.origin,

@@ -23,6 +23,30 @@ function rawExchange(url: string, head: string, body: string) {
   return { socket, closed, answer: () => answer };
 }
 
+/**
+ * A client that writes its whole body before it reads anything, as Python's http.client does: the
+ * socket is paused while it writes, so the 413 can reach it only if the server has not reset the
+ * connection by then. Resolves with the write's outcome and the answer.
+ */
+async function writeFirstExchange(url: string, path: string, bodyBytes: number) {
+  const { hostname, port } = new URL(url);
+  const socket: Socket = connect(Number(port), hostname);
+  socket.pause();
+  let answer = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => (answer += chunk));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('error', () => undefined);
+  const head = `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${bodyBytes}\r\n\r\n`;
+  const written = await new Promise<Error | undefined>((resolve) => {
+    socket.write(head);
+    socket.write(Buffer.alloc(bodyBytes, 0x20), (error) => resolve(error ?? undefined));
+  });
+  socket.resume();
+  await closed;
+  return { written, answer };
+}
+
 function nested(depth: number): string {
   return '['.repeat(depth) + ']'.repeat(depth);
 }
@@ -30,7 +54,8 @@ function nested(depth: number): string {
 describe('bounded request bodies', () => {
   let stack: TestStack;
   beforeAll(async () => {
-    stack = await startStack({ env: { MAX_BODY_BYTES: '4096' } });
+    // A client that never finishes its body is closed after the linger.
+    stack = await startStack({ env: { MAX_BODY_BYTES: '4096', REFUSED_BODY_LINGER_SECONDS: '1' } });
   });
   afterAll(() => stack.close());
 
@@ -57,6 +82,37 @@ describe('bounded request bodies', () => {
     const answer = await exchange.closed;
     expect(answer).toMatch(/^HTTP\/1\.1 413 /);
     expect(answer).toContain('request body exceeds 4096 bytes');
+  });
+
+  it.each(['/generate', '/session/create'])(
+    'delivers the 413 of %s to a client that writes its whole 32 MB body before reading',
+    async (path) => {
+      const { written, answer } = await writeFirstExchange(stack.worker.url, path, 32 << 20);
+      expect(written).toBeUndefined();
+      expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+      expect(answer).toContain('"code":"TSW_ERR_BODY_TOO_LARGE"');
+      expect(answer.toLowerCase()).toContain('connection: close');
+    },
+  );
+
+  it('closes a refused connection after REFUSED_BODY_LINGER_SECONDS when the body never ends', async () => {
+    const { hostname, port } = new URL(stack.worker.url);
+    // Half-open allowed: the client does not close when the worker does, and it sends forever.
+    const socket: Socket = connect({ host: hostname, port: Number(port), allowHalfOpen: true });
+    let answer = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    socket.on('error', () => undefined);
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    // Chunked, so the body has no end the worker could reach by reading it.
+    const chunk = Buffer.from(`2000\r\n${'x'.repeat(8192)}\r\n`);
+    const sendForever = (error?: Error | null): void => {
+      if (error == null && !socket.destroyed) socket.write(chunk, sendForever);
+    };
+    socket.write('POST /generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n');
+    sendForever();
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
   });
 
   it('bounds the session routes too', async () => {
@@ -358,14 +414,25 @@ describe('slow and numerous clients', () => {
   });
 
   it('never cuts an answer that takes longer than REQUEST_TIMEOUT_SECONDS', async () => {
-    // Five tokens at 400 ms each: the answer takes two seconds, twice the request timeout.
-    stack.model.configure({ tokenDelayMs: 400 });
-    const response = await post(`${stack.worker.url}/generate`, {
-      auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 1 }),
-      payload: { prompt: 'slow', max_response_tokens: 5 },
-    });
-    expect(response.status).toBe(200);
-    expect(response.json()).toMatchObject({ tokens: 5 });
+    // The model holds the answer until the request timeout (1 s) has long passed.
+    stack.model.configure({ hold: { at: 'headers' } });
+    try {
+      const aborted = stack.model.stats.aborted;
+      const pending = post(`${stack.worker.url}/generate`, {
+        auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 1 }),
+        payload: { prompt: 'slow', max_response_tokens: 5 },
+      });
+      await stack.model.waitForHeld(1);
+      // Not a synchronisation: the time past the timeout is what this test is about.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      expect(stack.model.stats).toMatchObject({ held: 1, aborted });
+      stack.model.release();
+      const response = await pending;
+      expect(response.status).toBe(200);
+      expect(response.json()).toMatchObject({ tokens: 5 });
+    } finally {
+      stack.model.release();
+    }
   });
 
   it('drops connections past MAX_CONNECTIONS_PER_LISTENER at once', async () => {

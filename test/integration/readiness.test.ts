@@ -74,10 +74,12 @@ describe('readiness from the model log', () => {
   });
 
   it('acts at once on an error line printed during a long benchmark', async () => {
-    const { watched } = await stackLoadedByTest({ tokenDelayMs: 20 });
+    // The model holds every benchmark request: the benchmark is still running when the error comes.
+    const { watched } = await stackLoadedByTest({ hold: { at: 'headers' } });
     await waitFor(() => stack?.worker.runtime.readiness.phase === 'benchmarking', {
       label: 'benchmarking',
     });
+    await stack!.model.waitForHeld(1);
     appendFileSync(watched, 'Traceback: Exception: corrupted model file at shard 3\n');
     const report = await stack!.autoscaler.waitForReport((r) => r.error_msg !== '');
     expect(report.error_msg).toBe(
@@ -130,14 +132,20 @@ describe('readiness from the model log', () => {
   });
 
   it('re-runs readiness once, not once per line, when load lines repeat during a run', async () => {
-    const { watched, seen } = await stackLoadedByTest({ tokenDelayMs: 2 });
+    // The model holds the first benchmark until both repeated load lines have been read.
+    const { watched, seen } = await stackLoadedByTest({ hold: { at: 'headers' } });
     await waitFor(() => stack?.worker.runtime.readiness.phase === 'benchmarking', {
       label: 'benchmarking',
     });
+    await stack!.model.waitForHeld(1);
     appendFileSync(
       watched,
       'INFO  server has started (again)\nINFO  server has started (and again)\n',
     );
+    await waitFor(() => stack?.worker.readinessSequence.logLinesRead === 3, {
+      label: 'repeated load lines read',
+    });
+    stack!.model.release();
     await waitFor(() => seen.filter((p) => p === 'ready').length === 2, {
       label: 'two ready transitions',
     });

@@ -383,7 +383,8 @@ describe('session routes on the main listener', () => {
     it('ending the session cancels its in-flight stream through the normal cancellation path', async () => {
       const { id, auth } = await createSession(stack);
       const accounting = stack.worker.runtime.accounting;
-      stack.model.configure({ tokenDelayMs: 20 });
+      // The stream stays open after its first token until the session's end cancels it.
+      stack.model.configure({ hold: { at: 'tokens', afterTokens: 1 } });
       try {
         const cancelled = accounting.totals.cancelled;
         const call = postStreaming(url('/generate_stream'), {
@@ -402,7 +403,7 @@ describe('session routes on the main listener', () => {
         });
         expect(stack.worker.runtime.inFlight.size).toBe(0);
       } finally {
-        stack.model.configure({ tokenDelayMs: 0 });
+        stack.model.release();
       }
     });
 

@@ -93,7 +93,7 @@ describe('graceful drain of a spawned worker on SIGTERM', () => {
       await worker.exited;
     }
     worker = undefined;
-    model.configure({ tokenDelayMs: 0, failure: { kind: 'none' } });
+    model.configure({ tokenDelayMs: 0, failure: { kind: 'none' }, hold: null });
   });
   afterAll(async () => {
     await Promise.all([model.close(), autoscaler.close()]);
@@ -127,7 +127,8 @@ describe('graceful drain of a spawned worker on SIGTERM', () => {
 
   it('lets a stream in flight finish, answers new requests 503, sends the final reports and exits 0', async () => {
     const spawned = await startReadyWorker();
-    model.configure({ tokenDelayMs: 25 });
+    // The stream stays in flight (after its first token) until the drain has been checked.
+    model.configure({ hold: { at: 'tokens', afterTokens: 1 } });
     const call = postStreaming(`${spawned.url}/generate_stream`, streamBody(4242, 40));
     await waitFor(() => call.chunks.length > 0, { label: 'first chunk' });
     const signalledAt = Date.now();
@@ -141,6 +142,7 @@ describe('graceful drain of a spawned worker on SIGTERM', () => {
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(refused.json()).toMatchObject({ code: 'TSW_ERR_DRAINING' });
 
+    model.release();
     const body = await call.done;
     expect(body).toContain('"done":true,"tokens":40');
     expect(await spawned.exited).toEqual({ code: 0, signal: null });
@@ -163,7 +165,7 @@ describe('graceful drain of a spawned worker on SIGTERM', () => {
 
   it('aborts what is left when the grace period runs out, counts it as cancelled and still exits 0', async () => {
     const spawned = await startReadyWorker({ TERMINATION_GRACE_PERIOD_SECONDS: '0.2' });
-    model.configure({ tokenDelayMs: 50 });
+    model.configure({ hold: { at: 'tokens', afterTokens: 1 } });
     const call = postStreaming(`${spawned.url}/generate_stream`, streamBody(5151, 2000));
     await waitFor(() => call.chunks.length > 0, { label: 'first chunk' });
 
@@ -178,7 +180,7 @@ describe('graceful drain of a spawned worker on SIGTERM', () => {
 
   it('exits at once on a second signal, with 128 + the signal number', async () => {
     const spawned = await startReadyWorker();
-    model.configure({ tokenDelayMs: 50 });
+    model.configure({ hold: { at: 'tokens', afterTokens: 1 } });
     const call = postStreaming(`${spawned.url}/generate_stream`, streamBody(6161, 2000));
     await waitFor(() => call.chunks.length > 0, { label: 'first chunk' });
 

@@ -32,6 +32,11 @@ function sseEvents(text: string): unknown[] {
     .map((block) => JSON.parse(block.slice('data: '.length)) as unknown);
 }
 
+/** The events of `text` up to its last complete one (a chunk may end mid-event). */
+function completeEvents(text: string): unknown[] {
+  return sseEvents(text.slice(0, text.lastIndexOf('\n\n') + 2));
+}
+
 function verifies(publicKeyPem: string, message: string, signature: string): boolean {
   return verify(
     'sha256',
@@ -76,7 +81,8 @@ describe('example model server', () => {
     rmSync(logDir, { recursive: true, force: true });
   });
 
-  const reset = (): void => server.configure({ tokenDelayMs: 0, failure: { kind: 'none' } });
+  const reset = (): void =>
+    server.configure({ tokenDelayMs: 0, failure: { kind: 'none' }, hold: null });
 
   it('answers /generate with the requested number of tokens as JSON', async () => {
     reset();
@@ -105,7 +111,12 @@ describe('example model server', () => {
   });
 
   it('streams /generate_stream one SSE event per token, the first before the response ends', async () => {
-    server.configure({ tokenDelayMs: 20, failure: { kind: 'none' } });
+    // Held after two tokens: the first events have arrived while the response is still open.
+    server.configure({
+      tokenDelayMs: 0,
+      failure: { kind: 'none' },
+      hold: { at: 'tokens', afterTokens: 2 },
+    });
     const order: string[] = [];
     const onCompleted = (): void => {
       order.push('completed');
@@ -122,6 +133,7 @@ describe('example model server', () => {
       for await (const chunk of res.body) {
         order.push('chunk');
         text += (chunk as Buffer).toString('utf8');
+        if (completeEvents(text).length === 2 && server.stats.held === 1) server.release();
       }
       expect(order.indexOf('chunk')).toBeLessThan(order.indexOf('completed'));
       expect(order.filter((entry) => entry === 'chunk').length).toBeGreaterThan(1);
@@ -142,7 +154,7 @@ describe('example model server', () => {
   });
 
   it('counts a client that goes away mid-stream as aborted', async () => {
-    server.configure({ tokenDelayMs: 20, failure: { kind: 'none' } });
+    server.configure({ failure: { kind: 'none' }, hold: { at: 'tokens', afterTokens: 1 } });
     const before = server.stats;
     const controller = new AbortController();
     const aborted = once(server, 'aborted');
@@ -166,6 +178,94 @@ describe('example model server', () => {
     expect(after.aborted).toBe(before.aborted + 1);
     expect(after.completed).toBe(before.completed);
     expect(after.inFlight).toBe(0);
+    expect(after.held).toBe(0);
+    reset();
+  });
+
+  it('holds streams after N tokens until released, and waitForHeld counts the held ones', async () => {
+    server.configure({ hold: { at: 'tokens', afterTokens: 2 } });
+    const completed = server.stats.completed;
+    const open = async (): Promise<{ firstTwo: string; rest: Promise<string> }> => {
+      const res = await postJson(`${server.url}/generate_stream`, {
+        prompt: 'a',
+        max_response_tokens: 4,
+      });
+      const iterator = res.body[Symbol.asyncIterator]();
+      let firstTwo = '';
+      while (completeEvents(firstTwo).length < 2) {
+        firstTwo += ((await iterator.next()).value as Buffer).toString('utf8');
+      }
+      const rest = (async () => {
+        let text = '';
+        for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) {
+          text += (next.value as Buffer).toString('utf8');
+        }
+        return text;
+      })();
+      return { firstTwo, rest };
+    };
+    const streams = await Promise.all([open(), open()]);
+    await server.waitForHeld(2);
+    expect(server.stats).toMatchObject({ held: 2, inFlight: 2, completed });
+    server.release();
+    for (const stream of streams) {
+      expect(sseEvents(stream.firstTwo)).toHaveLength(2);
+      const events = sseEvents(stream.firstTwo + (await stream.rest));
+      expect(events.at(-1)).toEqual({ done: true, tokens: 4 });
+      expect(events).toHaveLength(5);
+    }
+    expect(server.stats).toMatchObject({ held: 0, completed: completed + 2 });
+    expect(server.settings.hold).toBeNull();
+  });
+
+  it('holds before the headers, lets a new request through once released, and forgets a client that left', async () => {
+    server.configure({ hold: { at: 'headers' } });
+    const controller = new AbortController();
+    const leaving = postJson(`${server.url}/generate`, { prompt: 'a' }, controller.signal);
+    leaving.catch(() => undefined);
+    let answered = false;
+    const staying = postJson(`${server.url}/generate_stream`, {
+      prompt: 'a',
+      max_response_tokens: 1,
+    });
+    void staying.then(() => {
+      answered = true;
+    });
+    await server.waitForHeld(2);
+    expect(answered).toBe(false);
+    const aborted = once(server, 'aborted');
+    controller.abort();
+    await aborted;
+    expect(server.stats.held).toBe(1);
+    server.release();
+    const res = await staying;
+    expect(res.statusCode).toBe(200);
+    expect(sseEvents(await res.body.text()).at(-1)).toEqual({ done: true, tokens: 1 });
+    const after = await postJson(`${server.url}/generate`, { prompt: 'a', max_response_tokens: 1 });
+    expect(after.statusCode).toBe(200);
+    await after.body.dump();
+    expect(server.stats.held).toBe(0);
+  });
+
+  it('waitForHeld fails with a clear message when too few requests arrive', async () => {
+    await expect(server.waitForHeld(1, 50)).rejects.toThrow(/0 of 1 requests held after 50 ms/);
+  });
+
+  it('holds and releases through /_control, and /_stats counts the held requests', async () => {
+    const hold = await postJson(`${server.url}/_control`, { hold: { at: 'headers' } });
+    expect(await hold.body.json()).toMatchObject({ hold: { at: 'headers' } });
+    const pending = postJson(`${server.url}/generate`, { prompt: 'a', max_response_tokens: 1 });
+    await waitFor(async () => {
+      const stats = (await (await request(`${server.url}/_stats`)).body.json()) as { held: number };
+      return stats.held === 1;
+    });
+    const bad = await postJson(`${server.url}/_control`, { hold: { at: 'tokens' } });
+    expect(bad.statusCode).toBe(400);
+    await bad.body.dump();
+    await (await postJson(`${server.url}/_control`, { hold: null })).body.dump();
+    const res = await pending;
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
   });
 
   it('answers an injected status with its body', async () => {

@@ -19,7 +19,8 @@ describe('streaming through the worker', () => {
   }
 
   it('delivers the first SSE chunk before the model has finished generating', async () => {
-    stack.model.configure({ tokenDelayMs: 40 });
+    // The model holds after its first token until the test has looked at the client's side.
+    stack.model.configure({ hold: { at: 'tokens', afterTokens: 1 } });
     try {
       const completedBefore = stack.model.stats.completed;
       const completed = once(stack.model, 'completed');
@@ -35,13 +36,14 @@ describe('streaming through the worker', () => {
       const before = call.chunks.join('');
       expect(before).toContain('data: {"token"');
       expect(before).not.toContain('"done":true');
+      stack.model.release();
       const text = await call.done;
       await completed;
       expect(text.match(/data: \{"token"/g)).toHaveLength(10);
       expect(text).toContain('"done":true');
       expect(call.chunks.length).toBeGreaterThan(1);
     } finally {
-      stack.model.configure({ tokenDelayMs: 0 });
+      stack.model.release();
     }
   });
 
