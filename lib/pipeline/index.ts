@@ -233,7 +233,7 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
         });
         headersAt = performance.now();
         if (handler.transformResponse === undefined) {
-          await pipeModelResponse(response, upstream, idHeader);
+          await pipeModelResponse(response, upstream, idHeader, controller.signal);
         } else {
           let transformed: Response;
           try {

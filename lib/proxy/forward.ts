@@ -17,15 +17,17 @@ export interface ModelCall {
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 /**
- * POSTs a JSON body to the model server through the pool. Connection failures become 502 and
- * timeouts 504, both marked as the model's fault; an abort is rethrown as it is.
+ * POSTs a JSON body to the model server through the pool. Connection failures and statuses
+ * outside 200-599 become 502, timeouts 504, all marked as the model's fault; an abort is rethrown
+ * as it is.
  */
 export async function callModel(
   dispatcher: Dispatcher,
   call: ModelCall,
 ): Promise<Dispatcher.ResponseData> {
+  let upstream: Dispatcher.ResponseData;
   try {
-    return await dispatcher.request({
+    upstream = await dispatcher.request({
       method: 'POST',
       path: call.path,
       headers: JSON_HEADERS,
@@ -37,6 +39,13 @@ export async function callModel(
   } catch (error) {
     throw describeUpstreamError(error, call.signal);
   }
+  // Not a status a client could act on (undici passes 600-999 through): the model is broken.
+  if (upstream.statusCode < 200 || upstream.statusCode > 599) {
+    // undici turns a bare destroy() into an 'error' nobody would listen to: dump it instead.
+    upstream.body.dump().catch(() => undefined);
+    throw upstreamUnavailable(`the model answered with HTTP status ${upstream.statusCode}`);
+  }
+  return upstream;
 }
 
 /** Maps an undici failure to the error the client sees; aborts pass through untouched. */
@@ -52,17 +61,53 @@ export function describeUpstreamError(error: unknown, signal: AbortSignal): unkn
 
 /**
  * Streams the model's answer to the client as it arrives: same status, headers minus hop-by-hop,
- * the body piped chunk by chunk and never buffered. Rejects when either side breaks the stream.
+ * the body piped chunk by chunk and never buffered. The status and headers go out with the first
+ * body chunk, so a model that breaks before its first byte still gets the client a JSON 502 (or
+ * 504), not a cut connection. Rejects when either side breaks the stream; a model failure is
+ * described as the model's (see `describeUpstreamError`).
  */
-export async function pipeModelResponse(
+export function pipeModelResponse(
   response: ServerResponse,
   upstream: Dispatcher.ResponseData,
   extraHeaders: Record<string, string>,
+  signal: AbortSignal,
 ): Promise<void> {
-  const headers = clientResponseHeaders(upstream.headers);
-  Object.assign(headers, extraHeaders);
-  response.writeHead(upstream.statusCode, headers);
-  await pipeBody(upstream.body, response);
+  const source = upstream.body;
+  return new Promise((resolve, reject) => {
+    const modelFailed = (error: unknown): void =>
+      reject(error instanceof ResponseClosedError ? error : describeUpstreamError(error, signal));
+    const begin = (first: Buffer | null): void => {
+      stopWaiting();
+      const headers = clientResponseHeaders(upstream.headers);
+      Object.assign(headers, extraHeaders);
+      response.writeHead(upstream.statusCode, headers);
+      if (first === null) {
+        response.end();
+        resolve();
+        return;
+      }
+      response.write(first);
+      // Attached in the same tick as the first chunk: nothing can be emitted in between.
+      pipeBody(source, response).then(resolve, modelFailed);
+    };
+    const onData = (chunk: Buffer): void => begin(chunk);
+    const onEnd = (): void => begin(null);
+    const onError = (error: Error): void => {
+      stopWaiting();
+      modelFailed(error);
+    };
+    const onClose = (): void => onError(new Error('the model closed its answer before its body'));
+    const stopWaiting = (): void => {
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('error', onError);
+      source.off('close', onClose);
+    };
+    source.on('data', onData);
+    source.on('end', onEnd);
+    source.on('error', onError);
+    source.on('close', onClose);
+  });
 }
 
 /** Converts the undici response into a Web Response for a handler's `transformResponse`. */
