@@ -10,7 +10,14 @@ import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { seededRandom } from './arrivals.ts';
 import type { LoadTestDefinition, LoadTestRoute } from './definition.ts';
-import { startLoad, type PlannedRequest } from './engine.ts';
+import {
+  startLoad,
+  type ClosedSchedule,
+  type LoadResult,
+  type LoadRun,
+  type OpenSchedule,
+  type PlannedRequest,
+} from './engine.ts';
 import {
   formatProgress,
   formatProgressLine,
@@ -166,54 +173,91 @@ function httpUrl(flag: string, raw: string): string {
   return raw.endsWith('/') ? raw.slice(0, -1) : raw;
 }
 
-/** Parses and checks the flags; throws `UsageError` with one clear message. */
-export function parseTestLoadArgs(argv: readonly string[]): TestLoadOptions {
-  let values;
+/** node's parser with our flags; its errors become one short `UsageError`. */
+function parseFlags(argv: readonly string[]) {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: normalizeArgv(argv),
       options: FLAGS,
       strict: true,
       allowPositionals: false,
-    }));
+    }).values;
   } catch (error) {
     // node's messages are clear but long ("Unknown option '-x'. To specify a positional..."): keep the first sentence.
     const message = error instanceof Error ? error.message : String(error);
     throw new UsageError(message.split('. ')[0]?.replace(/\.$/, '') ?? message);
   }
+}
+
+type FlagValues = ReturnType<typeof parseFlags>;
+
+/** What `--help` parses to: nothing else is read. */
+const HELP_DEFAULTS = {
+  count: 0,
+  mode: 'open',
+  rate: undefined,
+  arrivals: 'poisson',
+  concurrency: undefined,
+  rampSeconds: 0,
+  warmup: 0,
+  apiKey: undefined,
+  endpoint: undefined,
+  autoscalerUrl: undefined,
+  workerUrl: undefined,
+  ca: undefined,
+  route: undefined,
+  payloadFile: undefined,
+  timeoutMs: 0,
+  retries: 0,
+  maxErrorRate: undefined,
+  json: undefined,
+  seed: undefined,
+} as const;
+
+/** Parses and checks the flags; throws `UsageError` with one clear message. */
+export function parseTestLoadArgs(argv: readonly string[]): TestLoadOptions {
+  const values = parseFlags(argv);
   const base = {
     help: values.help === true,
     worker: values.worker ?? 'hello_world',
     quiet: values.quiet === true,
     verify: values.verify === true,
   };
-  if (base.help) {
-    return {
-      ...base,
-      count: 0,
-      mode: 'open',
-      rate: undefined,
-      arrivals: 'poisson',
-      concurrency: undefined,
-      rampSeconds: 0,
-      warmup: 0,
-      apiKey: undefined,
-      endpoint: undefined,
-      autoscalerUrl: undefined,
-      workerUrl: undefined,
-      ca: undefined,
-      route: undefined,
-      payloadFile: undefined,
-      timeoutMs: 0,
-      retries: 0,
-      maxErrorRate: undefined,
-      json: undefined,
-      seed: undefined,
-    };
-  }
-
+  if (base.help) return { ...base, ...HELP_DEFAULTS };
+  // Checked in this order, so the first bad flag is the one reported.
   const count = number('-n', values.requests, wholeAtLeast(1), 'a whole number >= 1');
   if (count === undefined) throw new UsageError('-n <requests> is required');
+  const schedule = scheduleFlags(values);
+  const destination = destinationFlags(values);
+  const route = values.route;
+  if (route !== undefined && !route.startsWith('/')) {
+    throw new UsageError(`--route must start with "/", got ${JSON.stringify(route)}`);
+  }
+  const maxErrorRate = maxErrorRateFlag(values['max-error-rate']);
+  return {
+    ...base,
+    count,
+    ...schedule,
+    rampSeconds: number('--ramp', values.ramp, (n) => n >= 0, 'a number of seconds >= 0') ?? 0,
+    warmup: number('--warmup', values.warmup, wholeAtLeast(0), 'a whole number >= 0') ?? 0,
+    ...destination,
+    ca: values.ca,
+    route,
+    payloadFile: values['payload-file'],
+    timeoutMs:
+      (number('--timeout', values.timeout, (n) => n >= 0, 'a number of seconds >= 0') ?? 600) *
+      1000,
+    retries: number('--retries', values.retries, wholeAtLeast(0), 'a whole number >= 0') ?? 3,
+    maxErrorRate,
+    json: values.json,
+    seed: number('--seed', values.seed, Number.isInteger, 'a whole number'),
+  };
+}
+
+/** The loop (open with -rps, closed with --concurrency, or as --mode says) and its shape. */
+function scheduleFlags(
+  values: FlagValues,
+): Pick<TestLoadOptions, 'mode' | 'rate' | 'arrivals' | 'concurrency'> {
   const rate = number('-rps', values.rps, (n) => n > 0, 'a number > 0');
   const concurrency = number(
     '--concurrency',
@@ -221,12 +265,25 @@ export function parseTestLoadArgs(argv: readonly string[]): TestLoadOptions {
     wholeAtLeast(1),
     'a whole number >= 1',
   );
+  const mode = loopMode(values.mode, rate, concurrency);
+  const arrivals = values.arrivals ?? 'poisson';
+  if (arrivals !== 'poisson' && arrivals !== 'uniform') {
+    throw new UsageError(`--arrivals must be poisson or uniform, got ${JSON.stringify(arrivals)}`);
+  }
+  return { mode, rate, arrivals, concurrency };
+}
+
+function loopMode(
+  flag: string | undefined,
+  rate: number | undefined,
+  concurrency: number | undefined,
+): 'open' | 'closed' {
   let mode: 'open' | 'closed';
-  if (values.mode !== undefined) {
-    if (values.mode !== 'open' && values.mode !== 'closed') {
-      throw new UsageError(`--mode must be open or closed, got ${JSON.stringify(values.mode)}`);
+  if (flag !== undefined) {
+    if (flag !== 'open' && flag !== 'closed') {
+      throw new UsageError(`--mode must be open or closed, got ${JSON.stringify(flag)}`);
     }
-    mode = values.mode;
+    mode = flag;
   } else if (rate !== undefined && concurrency !== undefined) {
     throw new UsageError('both -rps and --concurrency given: add --mode open or --mode closed');
   } else if (rate !== undefined) {
@@ -241,74 +298,50 @@ export function parseTestLoadArgs(argv: readonly string[]): TestLoadOptions {
   if (mode === 'open' && rate === undefined) throw new UsageError('--mode open needs -rps <rate>');
   if (mode === 'closed' && concurrency === undefined)
     throw new UsageError('--mode closed needs --concurrency <users>');
-  const arrivals = values.arrivals ?? 'poisson';
-  if (arrivals !== 'poisson' && arrivals !== 'uniform') {
-    throw new UsageError(`--arrivals must be poisson or uniform, got ${JSON.stringify(arrivals)}`);
-  }
+  return mode;
+}
 
+/** Through an autoscaler (-k, -e, -l or --autoscaler), or straight to --worker-url. */
+function destinationFlags(
+  values: FlagValues,
+): Pick<TestLoadOptions, 'apiKey' | 'endpoint' | 'autoscalerUrl' | 'workerUrl'> {
   const workerUrl =
     values['worker-url'] === undefined ? undefined : httpUrl('--worker-url', values['worker-url']);
   const apiKey = values['api-key'];
   const endpoint = values.endpoint;
-  let autoscalerUrl: string | undefined;
-  if (workerUrl === undefined) {
-    if (apiKey === undefined || endpoint === undefined) {
+  if (workerUrl !== undefined) {
+    if (values.autoscaler !== undefined || values.local === true) {
       throw new UsageError(
-        '-k <api key> and -e <endpoint> are required, unless --worker-url calls a worker directly',
+        '--worker-url calls the worker directly: drop -l/--autoscaler, or drop --worker-url',
       );
     }
-    autoscalerUrl =
-      values.autoscaler !== undefined
-        ? httpUrl('--autoscaler', values.autoscaler)
-        : values.local === true
-          ? LOCAL_AUTOSCALER
-          : PRODUCTION_AUTOSCALER;
-  } else if (values.autoscaler !== undefined || values.local === true) {
+    return { apiKey, endpoint, autoscalerUrl: undefined, workerUrl };
+  }
+  if (apiKey === undefined || endpoint === undefined) {
     throw new UsageError(
-      '--worker-url calls the worker directly: drop -l/--autoscaler, or drop --worker-url',
+      '-k <api key> and -e <endpoint> are required, unless --worker-url calls a worker directly',
     );
   }
+  const autoscalerUrl =
+    values.autoscaler !== undefined
+      ? httpUrl('--autoscaler', values.autoscaler)
+      : values.local === true
+        ? LOCAL_AUTOSCALER
+        : PRODUCTION_AUTOSCALER;
+  return { apiKey, endpoint, autoscalerUrl, workerUrl };
+}
 
-  const route = values.route;
-  if (route !== undefined && !route.startsWith('/')) {
-    throw new UsageError(`--route must start with "/", got ${JSON.stringify(route)}`);
-  }
-  let maxErrorRate: number | undefined;
-  const rawRate = values['max-error-rate'];
-  if (rawRate !== undefined) {
-    const percent = rawRate.endsWith('%');
-    const value = number(
-      '--max-error-rate',
-      percent ? rawRate.slice(0, -1) : rawRate,
-      (n) => n >= 0 && n <= (percent ? 100 : 1),
-      'a fraction 0..1 or a percentage like 5%',
-    );
-    maxErrorRate = percent ? (value as number) / 100 : value;
-  }
-  return {
-    ...base,
-    count,
-    mode,
-    rate,
-    arrivals,
-    concurrency,
-    rampSeconds: number('--ramp', values.ramp, (n) => n >= 0, 'a number of seconds >= 0') ?? 0,
-    warmup: number('--warmup', values.warmup, wholeAtLeast(0), 'a whole number >= 0') ?? 0,
-    apiKey,
-    endpoint,
-    autoscalerUrl,
-    workerUrl,
-    ca: values.ca,
-    route,
-    payloadFile: values['payload-file'],
-    timeoutMs:
-      (number('--timeout', values.timeout, (n) => n >= 0, 'a number of seconds >= 0') ?? 600) *
-      1000,
-    retries: number('--retries', values.retries, wholeAtLeast(0), 'a whole number >= 0') ?? 3,
-    maxErrorRate,
-    json: values.json,
-    seed: number('--seed', values.seed, Number.isInteger, 'a whole number'),
-  };
+/** A fraction (0.05) or a percentage (5%). */
+function maxErrorRateFlag(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const percent = raw.endsWith('%');
+  const value = number(
+    '--max-error-rate',
+    percent ? raw.slice(0, -1) : raw,
+    (n) => n >= 0 && n <= (percent ? 100 : 1),
+    'a fraction 0..1 or a percentage like 5%',
+  );
+  return percent ? (value as number) / 100 : value;
 }
 
 /** Reads payloads from a JSON array, or one JSON value per line (JSONL). */
@@ -426,12 +459,18 @@ function planner(
   };
 }
 
-/** Runs a parsed command: returns the exit code (0, 1 above --max-error-rate or on a run error). */
-export async function runTestLoad(
+/** What a run sends: the route, its payload maker (or the file's payloads) and the CA file's text. */
+interface RunInputs {
+  readonly route: string;
+  readonly spec: LoadTestRoute<unknown> | undefined;
+  readonly payloads: readonly unknown[] | undefined;
+  readonly ca: string | undefined;
+}
+
+async function runInputs(
   options: TestLoadOptions,
   definition: LoadTestDefinition | undefined,
-  io: TestLoadIo = processIo(),
-): Promise<number> {
+): Promise<RunInputs> {
   const route = options.route ?? definition?.defaultRoute;
   if (route === undefined) {
     throw new UsageError(
@@ -453,32 +492,42 @@ export async function runTestLoad(
       `--verify: worker ${options.worker} has no verify check for route ${route}`,
     );
   }
-  let ca: string | undefined;
-  if (options.ca !== undefined) {
-    try {
-      ca = await readFile(options.ca, 'utf8');
-    } catch (error) {
-      throw new UsageError(
-        `--ca ${options.ca}: ${errorCode(error) === 'ENOENT' ? 'no such file' : String(error)}`,
-      );
-    }
-  }
+  return { route, spec, payloads, ca: await readCa(options.ca) };
+}
 
-  if (options.workerUrl !== undefined) {
-    await checkReachable(options.workerUrl, 'worker', ca, ' Is it running?');
-  } else {
-    const local = options.autoscalerUrl === LOCAL_AUTOSCALER;
-    await checkReachable(
-      options.autoscalerUrl as string,
-      'autoscaler',
-      ca,
-      local ? ' Start the local stack first (npm start).' : ' Check the address and the network.',
+async function readCa(file: string | undefined): Promise<string | undefined> {
+  if (file === undefined) return undefined;
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(
+      `--ca ${file}: ${errorCode(error) === 'ENOENT' ? 'no such file' : String(error)}`,
     );
   }
+}
 
-  const random = options.seed === undefined ? Math.random : seededRandom(options.seed);
-  const target = buildTarget(options, random);
-  const description: RunDescription = {
+/** The worker, or the autoscaler in front of it, must answer before the run starts. */
+async function checkTarget(options: TestLoadOptions, ca: string | undefined): Promise<void> {
+  if (options.workerUrl !== undefined) {
+    await checkReachable(options.workerUrl, 'worker', ca, ' Is it running?');
+    return;
+  }
+  const local = options.autoscalerUrl === LOCAL_AUTOSCALER;
+  await checkReachable(
+    options.autoscalerUrl as string,
+    'autoscaler',
+    ca,
+    local ? ' Start the local stack first (npm start).' : ' Check the address and the network.',
+  );
+}
+
+function describeRun(
+  options: TestLoadOptions,
+  definition: LoadTestDefinition | undefined,
+  route: string,
+  target: Target,
+): RunDescription {
+  return {
     worker: definition?.name ?? options.worker,
     route,
     target: { kind: target.kind, description: target.description },
@@ -488,57 +537,68 @@ export async function runTestLoad(
     concurrency: options.mode === 'closed' ? options.concurrency : undefined,
     rampSeconds: options.rampSeconds,
   };
-  const run = startLoad({
-    target,
-    plan: planner(spec, route, payloads, options.verify),
-    count: options.count,
-    schedule:
-      options.mode === 'open'
-        ? {
-            kind: 'open',
-            rate: options.rate as number,
-            arrivals: options.arrivals,
-            rampSeconds: options.rampSeconds,
-          }
-        : {
-            kind: 'closed',
-            concurrency: options.concurrency as number,
-            rampSeconds: options.rampSeconds,
-          },
-    warmup: options.warmup,
-    retry: { retries: options.retries },
-    timeoutMs: options.timeoutMs,
-    ...(ca === undefined ? {} : { ca }),
-    random,
-  });
+}
 
-  // With the JSON on stdout, everything for people goes to stderr.
-  const human = options.json === '-' ? io.stderr : io.stdout;
-  const tty = human === io.stdout && io.stdout.isTTY === true;
-  let view: { tick(): void; done(): void } | undefined;
-  if (!options.quiet) {
-    if (tty) {
-      // Redraws only its own lines, in place; never clears the screen.
-      // Loaded only for a terminal, so importing lib/index.ts stays light.
-      const { createLogUpdate } = await import('log-update');
-      const draw = createLogUpdate(io.stdout as NodeJS.WriteStream, { showCursor: true });
-      view = {
-        tick: () => draw(formatProgress(run.progress(), description)),
-        done: () => draw.done(),
-      };
-    } else {
-      view = {
-        tick: () => human.write(`${formatProgressLine(run.progress())}\n`),
-        done: () => undefined,
-      };
-    }
+function scheduleOf(options: TestLoadOptions): OpenSchedule | ClosedSchedule {
+  if (options.mode === 'open') {
+    return {
+      kind: 'open',
+      rate: options.rate as number,
+      arrivals: options.arrivals,
+      rampSeconds: options.rampSeconds,
+    };
   }
-  const timer =
-    view === undefined
-      ? undefined
-      : setInterval(() => view.tick(), tty ? 200 : (io.progressIntervalMs ?? 1000));
-  timer?.unref();
+  return {
+    kind: 'closed',
+    concurrency: options.concurrency as number,
+    rampSeconds: options.rampSeconds,
+  };
+}
 
+/** The live view: redrawn in place on a terminal, plain progress lines elsewhere. */
+interface LiveView {
+  tick(): void;
+  /** Draws the final state (terminal only). */
+  finish(): void;
+  readonly intervalMs: number;
+}
+
+async function liveView(
+  io: TestLoadIo,
+  human: NodeJS.WritableStream,
+  run: LoadRun,
+  description: RunDescription,
+): Promise<LiveView> {
+  if (human !== io.stdout || io.stdout.isTTY !== true) {
+    return {
+      tick: () => human.write(`${formatProgressLine(run.progress())}\n`),
+      finish: () => undefined,
+      intervalMs: io.progressIntervalMs ?? 1000,
+    };
+  }
+  // Redraws only its own lines, in place; never clears the screen.
+  // Loaded only for a terminal, so importing lib/index.ts stays light.
+  const { createLogUpdate } = await import('log-update');
+  const draw = createLogUpdate(io.stdout as NodeJS.WriteStream, { showCursor: true });
+  const tick = (): void => draw(formatProgress(run.progress(), description));
+  return {
+    tick,
+    finish: () => {
+      tick();
+      draw.done();
+    },
+    intervalMs: 200,
+  };
+}
+
+/** Waits for the run while the view ticks; the first Ctrl-C stops it, the second cancels. */
+async function awaitRun(
+  run: LoadRun,
+  view: LiveView | undefined,
+  io: TestLoadIo,
+): Promise<LoadResult> {
+  const timer = view === undefined ? undefined : setInterval(() => view.tick(), view.intervalMs);
+  timer?.unref();
   let interrupts = 0;
   const onSigint = (): void => {
     interrupts++;
@@ -552,33 +612,57 @@ export async function runTestLoad(
     }
   };
   if (io.handleSignals !== false) process.on('SIGINT', onSigint);
-  let summary: LoadSummary;
   try {
-    const result = await run.result;
-    summary = summarize(result, description, options.count);
+    return await run.result;
   } finally {
     if (timer !== undefined) clearInterval(timer);
     if (io.handleSignals !== false) process.off('SIGINT', onSigint);
   }
-  if (view !== undefined && tty) {
-    view.tick();
-    view.done();
+}
+
+async function writeJsonSummary(file: string, summary: LoadSummary, io: TestLoadIo) {
+  const text = `${JSON.stringify(summary, null, 2)}\n`;
+  if (file === '-') {
+    io.stdout.write(text);
+    return;
   }
+  try {
+    await writeFile(file, text);
+  } catch (error) {
+    throw new RunError(`--json ${file}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** Runs a parsed command: returns the exit code (0, 1 above --max-error-rate or on a run error). */
+export async function runTestLoad(
+  options: TestLoadOptions,
+  definition: LoadTestDefinition | undefined,
+  io: TestLoadIo = processIo(),
+): Promise<number> {
+  const { route, spec, payloads, ca } = await runInputs(options, definition);
+  await checkTarget(options, ca);
+  const random = options.seed === undefined ? Math.random : seededRandom(options.seed);
+  const target = buildTarget(options, random);
+  const description = describeRun(options, definition, route, target);
+  const run = startLoad({
+    target,
+    plan: planner(spec, route, payloads, options.verify),
+    count: options.count,
+    schedule: scheduleOf(options),
+    warmup: options.warmup,
+    retry: { retries: options.retries },
+    timeoutMs: options.timeoutMs,
+    ...(ca === undefined ? {} : { ca }),
+    random,
+  });
+  // With the JSON on stdout, everything for people goes to stderr.
+  const human = options.json === '-' ? io.stderr : io.stdout;
+  const view = options.quiet ? undefined : await liveView(io, human, run, description);
+  const result = await awaitRun(run, view, io);
+  const summary = summarize(result, description, options.count);
+  view?.finish();
   human.write(`\n${formatSummary(summary)}`);
-  if (options.json !== undefined) {
-    const text = `${JSON.stringify(summary, null, 2)}\n`;
-    if (options.json === '-') {
-      io.stdout.write(text);
-    } else {
-      try {
-        await writeFile(options.json, text);
-      } catch (error) {
-        throw new RunError(
-          `--json ${options.json}: ${error instanceof Error ? error.message : String(error)}`,
-        );
-      }
-    }
-  }
+  if (options.json !== undefined) await writeJsonSummary(options.json, summary, io);
   if (options.maxErrorRate !== undefined && summary.errorRate > options.maxErrorRate) {
     io.stderr.write(
       `test_load: error rate ${formatPercent(summary.errorRate)} is above --max-error-rate ${formatPercent(options.maxErrorRate)}\n`,

@@ -81,10 +81,8 @@ function dist(values: number[]): Distribution | null {
   return distribution(values) ?? null;
 }
 
-export function summarize(result: LoadResult, run: RunDescription, planned: number): LoadSummary {
-  const records = result.records;
-  const ok = records.filter((r) => r.ok);
-  const seconds = result.durationMs / 1000;
+/** Failures by cause and by "cause detail" group (most frequent first), and answers per worker. */
+function tally(records: LoadResult['records']) {
   const byCause: Record<ErrorCause, number> = {
     routing: 0,
     worker: 0,
@@ -110,9 +108,24 @@ export function summarize(result: LoadResult, run: RunDescription, planned: numb
       groups.set(key, { cause: record.cause, detail, count: 1, sample: record.sample });
     else group.count++;
   }
-  const tokens = ok.reduce((sum, r) => sum + r.tokens, 0);
-  const retriedTotal = Object.values(result.retried).reduce((sum, n) => sum + n, 0);
-  const sent = records.length;
+  const sorted = [...groups.values()].sort((a, b) => b.count - a.count);
+  return { byCause, groups: sorted, workerRequests };
+}
+
+/** The latency distributions of the successful requests. */
+function timings(
+  ok: LoadResult['records'],
+  run: RunDescription,
+): Pick<LoadSummary, 'latencyMs' | 'ttfbMs' | 'ttftMs' | 'routeMs'> {
+  return {
+    latencyMs: dist(ok.map((r) => r.totalMs)),
+    ttfbMs: dist(ok.flatMap((r) => (r.ttfbMs === undefined ? [] : [r.ttfbMs]))),
+    ttftMs: dist(ok.flatMap((r) => (r.ttftMs === undefined ? [] : [r.ttftMs]))),
+    routeMs: run.target.kind === 'route' ? dist(ok.map((r) => r.routeMs)) : null,
+  };
+}
+
+function runFields(run: RunDescription) {
   return {
     worker: run.worker ?? null,
     route: run.route,
@@ -122,6 +135,19 @@ export function summarize(result: LoadResult, run: RunDescription, planned: numb
     requestedRate: run.requestedRate ?? null,
     concurrency: run.concurrency ?? null,
     rampSeconds: run.rampSeconds,
+  };
+}
+
+export function summarize(result: LoadResult, run: RunDescription, planned: number): LoadSummary {
+  const records = result.records;
+  const ok = records.filter((r) => r.ok);
+  const seconds = result.durationMs / 1000;
+  const { byCause, groups, workerRequests } = tally(records);
+  const tokens = ok.reduce((sum, r) => sum + r.tokens, 0);
+  const retriedTotal = Object.values(result.retried).reduce((sum, n) => sum + n, 0);
+  const sent = records.length;
+  return {
+    ...runFields(run),
     startedAt: new Date(result.startedAt).toISOString(),
     durationSeconds: seconds,
     stopped: result.stopped,
@@ -137,10 +163,7 @@ export function summarize(result: LoadResult, run: RunDescription, planned: numb
     achievedRate:
       sent > 1 && result.sendSpanMs > 0 ? ((sent - 1) * 1000) / result.sendSpanMs : null,
     throughput: seconds > 0 ? ok.length / seconds : 0,
-    latencyMs: dist(ok.map((r) => r.totalMs)),
-    ttfbMs: dist(ok.flatMap((r) => (r.ttfbMs === undefined ? [] : [r.ttfbMs]))),
-    ttftMs: dist(ok.flatMap((r) => (r.ttftMs === undefined ? [] : [r.ttftMs]))),
-    routeMs: run.target.kind === 'route' ? dist(ok.map((r) => r.routeMs)) : null,
+    ...timings(ok, run),
     streams: ok.filter((r) => r.streamed).length,
     tokens: {
       total: tokens,
@@ -149,10 +172,7 @@ export function summarize(result: LoadResult, run: RunDescription, planned: numb
         ok.flatMap((r) => (r.tokens > 0 && r.totalMs > 0 ? [(r.tokens * 1000) / r.totalMs] : [])),
       ),
     },
-    errors: {
-      byCause,
-      groups: [...groups.values()].sort((a, b) => b.count - a.count),
-    },
+    errors: { byCause, groups },
     retries: { total: retriedTotal, byCause: { ...result.retried } },
     workers: { distinct: Object.keys(workerRequests).length, requests: workerRequests },
     maxClientLagMs: result.maxLagMs,
@@ -217,93 +237,77 @@ function describeLoad(
 
 /** The summary as people read it. */
 export function formatSummary(summary: LoadSummary): string {
-  const { requests } = summary;
-  const lines: string[] = [];
   const who = summary.worker === null ? summary.route : `${summary.worker} ${summary.route}`;
-  lines.push(`test_load summary: ${who}, ${describeLoad(summary)}`);
-  lines.push(`  via ${summary.target.url}${summary.stopped ? '   (stopped early)' : ''}`);
-  lines.push('');
+  const lines: string[] = [
+    `test_load summary: ${who}, ${describeLoad(summary)}`,
+    `  via ${summary.target.url}${summary.stopped ? '   (stopped early)' : ''}`,
+    '',
+    overviewTable(summary),
+    '',
+    latencyTable(summary),
+  ];
+  if (summary.tokens.total > 0) lines.push('', tokenLine(summary));
+  if (summary.errors.groups.length > 0) {
+    const rows = summary.errors.groups.map((g) => [
+      `${g.cause} ${g.detail}`.slice(0, 60),
+      String(g.count),
+      g.sample === undefined || g.sample === '' ? '' : oneLine(g.sample, 70),
+    ]);
+    lines.push('', '  errors', table(rows, '    '));
+  }
+  if (summary.retries.total > 0) {
+    const rows = Object.entries(summary.retries.byCause).map(([k, n]) => [k, String(n)]);
+    lines.push('', '  retried (then re-routed)', table(rows, '    '));
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Requests, rates, workers, re-routes and the client's own lag. */
+function overviewTable(summary: LoadSummary): string {
+  const { requests } = summary;
   const rateLine =
     `${formatRate(summary.achievedRate)} req/s sent` +
     (summary.requestedRate === null ? '' : ` (requested ${formatRate(summary.requestedRate)})`) +
     `, ${formatRate(summary.throughput)} req/s succeeded, over ${summary.durationSeconds.toFixed(1)} s`;
-  lines.push(
-    table(
-      [
-        [
-          'requests',
-          `${requests.sent} sent, ${requests.succeeded} succeeded, ${requests.failed} failed (${formatPercent(summary.errorRate)})` +
-            (requests.warmup > 0 ? `; ${requests.warmup} warm-up not counted` : ''),
-        ],
-        ['rate', rateLine],
-        ['workers', `${summary.workers.distinct} distinct`],
-        ...(summary.retries.total > 0 ? [['re-routed', `${summary.retries.total} attempts`]] : []),
-        ...(summary.maxClientLagMs > 50
-          ? [
-              [
-                'client lag',
-                `requests started up to ${formatMs(summary.maxClientLagMs)} behind schedule (a busy load generator)`,
-              ],
-            ]
-          : []),
-      ],
-      '  ',
-      true,
-    ),
-  );
-  lines.push('');
+  const rows: string[][] = [
+    [
+      'requests',
+      `${requests.sent} sent, ${requests.succeeded} succeeded, ${requests.failed} failed (${formatPercent(summary.errorRate)})` +
+        (requests.warmup > 0 ? `; ${requests.warmup} warm-up not counted` : ''),
+    ],
+    ['rate', rateLine],
+    ['workers', `${summary.workers.distinct} distinct`],
+  ];
+  if (summary.retries.total > 0) rows.push(['re-routed', `${summary.retries.total} attempts`]);
+  if (summary.maxClientLagMs > 50) {
+    rows.push([
+      'client lag',
+      `requests started up to ${formatMs(summary.maxClientLagMs)} behind schedule (a busy load generator)`,
+    ]);
+  }
+  return table(rows, '  ', true);
+}
+
+function latencyTable(summary: LoadSummary): string {
   const rows: string[][] = [['', 'p50', 'p90', 'p99', 'max', 'mean']];
   const add = (label: string, d: Distribution | null): void => {
-    if (d !== null)
-      rows.push([
-        label,
-        formatMs(d.p50),
-        formatMs(d.p90),
-        formatMs(d.p99),
-        formatMs(d.max),
-        formatMs(d.mean),
-      ]);
+    if (d === null) return;
+    rows.push([label, ...[d.p50, d.p90, d.p99, d.max, d.mean].map((ms) => formatMs(ms))]);
   };
   add('latency', summary.latencyMs);
   add('first byte', summary.ttfbMs);
   add('first token', summary.ttftMs);
   add('routing', summary.routeMs);
-  if (rows.length > 1) lines.push(table(rows));
-  else lines.push('  latency: no successful request');
-  if (summary.tokens.total > 0) {
-    const perRequest = summary.tokens.perRequestPerSecond;
-    lines.push('');
-    lines.push(
-      `  tokens       ${summary.tokens.total}: ${formatRate(summary.tokens.perSecond)}/s overall` +
-        (perRequest === null ? '' : `, ${formatRate(perRequest.p50)}/s per request (p50)`) +
-        (summary.streams > 0 ? `; ${summary.streams} streamed answers` : ''),
-    );
-  }
-  if (summary.errors.groups.length > 0) {
-    lines.push('');
-    lines.push('  errors');
-    lines.push(
-      table(
-        summary.errors.groups.map((g) => [
-          `${g.cause} ${g.detail}`.slice(0, 60),
-          String(g.count),
-          g.sample === undefined || g.sample === '' ? '' : oneLine(g.sample, 70),
-        ]),
-        '    ',
-      ),
-    );
-  }
-  if (summary.retries.total > 0) {
-    lines.push('');
-    lines.push('  retried (then re-routed)');
-    lines.push(
-      table(
-        Object.entries(summary.retries.byCause).map(([k, n]) => [k, String(n)]),
-        '    ',
-      ),
-    );
-  }
-  return lines.join('\n') + '\n';
+  return rows.length > 1 ? table(rows) : '  latency: no successful request';
+}
+
+function tokenLine(summary: LoadSummary): string {
+  const perRequest = summary.tokens.perRequestPerSecond;
+  return (
+    `  tokens       ${summary.tokens.total}: ${formatRate(summary.tokens.perSecond)}/s overall` +
+    (perRequest === null ? '' : `, ${formatRate(perRequest.p50)}/s per request (p50)`) +
+    (summary.streams > 0 ? `; ${summary.streams} streamed answers` : '')
+  );
 }
 
 function oneLine(text: string, max: number): string {

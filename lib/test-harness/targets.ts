@@ -123,122 +123,148 @@ export function isRetryableStatus(status: number): boolean {
 
 /** Routes every attempt through `<autoscaler>/route/`, as the vastai client does. */
 export function routeTarget(options: RouteTargetOptions): Target {
-  const autoscaler = new URL(trimSlash(options.autoscalerUrl) + '/route/');
-  const origin = autoscaler.origin;
-  const path = autoscaler.pathname;
-  const replayTimeout = options.replayTimeoutSeconds ?? 60;
-  const maxPollMs = options.maxPollIntervalMs ?? 5000;
-  const timeoutMs = options.routeTimeoutMs ?? 10_000;
-  const random = options.random ?? Math.random;
-  const headers = { ...JSON_HEADERS, authorization: `Bearer ${options.apiKey}` };
-  // The worker URL of each answer is parsed once, not per request.
-  const destinations = new Map<string, { origin: string; path: string }>();
+  return new RouteTarget(options);
+}
 
-  return {
-    kind: 'route',
-    description: `${autoscaler.href} (endpoint ${options.endpoint})`,
-    async resolve(context) {
-      for (let poll = 0; ; poll++) {
-        const body = JSON.stringify({
-          endpoint: options.endpoint,
-          api_key: options.apiKey,
-          cost: context.cost,
-          ...(context.requestIdx === undefined ? {} : { request_idx: context.requestIdx }),
-          replay_timeout: replayTimeout,
-        });
-        let status: number;
-        let text: string;
-        let retryAfter: number | undefined;
-        try {
-          const response = await context.dispatcher.request({
-            origin,
-            path,
-            method: 'POST',
-            headers,
-            body,
-            signal: context.signal,
-            headersTimeout: timeoutMs,
-            bodyTimeout: timeoutMs,
-          });
-          status = response.statusCode;
-          retryAfter = retryAfterMs(response.headers['retry-after']);
-          text = await response.body.text();
-        } catch (error) {
-          if (context.signal.aborted) throw context.signal.reason;
-          throw new RoutingError(`cannot reach the autoscaler at ${origin}`, {
-            reason: 'connection',
-            retryable: true,
-            cause: error,
-          });
-        }
-        if (status !== 200) {
-          throw new RoutingError(`/route/ answered ${status}: ${text.slice(0, 200)}`, {
-            reason: 'status',
-            status,
-            retryable: isRetryableStatus(status),
-            ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter }),
-          });
-        }
-        let answer: unknown;
-        try {
-          answer = JSON.parse(text);
-        } catch {
-          answer = undefined;
-        }
-        if (typeof answer !== 'object' || answer === null || Array.isArray(answer)) {
-          throw new RoutingError(
-            `/route/ answered something that is not a JSON object: ${text.slice(0, 200)}`,
-            {
-              reason: 'invalid',
-              retryable: false,
-            },
-          );
-        }
-        const fields = answer as Record<string, unknown>;
-        const url = fields['url'];
-        if (typeof url !== 'string' || url === '') {
-          // No worker ready: poll again after a randomised wait, until the request's deadline.
-          const wait = Math.min(maxPollMs, 250 * 2 ** Math.min(poll, 8)) * (0.5 + random() / 2);
-          try {
-            await sleep(wait, undefined, { signal: context.signal });
-          } catch {
-            throw new RoutingError(
-              `no worker ready${typeof fields['status'] === 'string' ? `: ${fields['status']}` : ''}`,
-              { reason: 'not-ready', retryable: false },
-            );
-          }
-          continue;
-        }
-        const requestIdx = fields['request_idx'];
-        if (typeof requestIdx === 'number' && Number.isInteger(requestIdx)) {
-          context.requestIdx = requestIdx;
-        }
-        let where = destinations.get(url);
-        if (where === undefined) {
-          try {
-            where = destinationOf(url, context.route);
-          } catch {
-            throw new RoutingError(
-              `/route/ answered an invalid worker url ${JSON.stringify(url)}`,
-              {
-                reason: 'invalid',
-                retryable: false,
-              },
-            );
-          }
-          if (destinations.size < 10_000) destinations.set(url, where);
-        }
-        // auth_data is the route answer's own text, so its numbers reach the worker exactly as
-        // the autoscaler wrote them (a JSON round trip would turn 242.0 into 242, §6.3).
-        return {
-          origin: where.origin,
-          path: where.path,
-          body: `{"auth_data":${text},"payload":${context.payloadJson}}`,
-          workerUrl: url,
-        };
+/** What one /route/ call answered. */
+interface RouteAnswer {
+  readonly status: number;
+  readonly text: string;
+  readonly retryAfter: number | undefined;
+}
+
+class RouteTarget implements Target {
+  readonly kind = 'route';
+  readonly description: string;
+  readonly #options: RouteTargetOptions;
+  readonly #origin: string;
+  readonly #path: string;
+  readonly #headers: Readonly<Record<string, string>>;
+  // The worker URL of each answer is parsed once, not per request.
+  readonly #destinations = new Map<string, { origin: string; path: string }>();
+
+  constructor(options: RouteTargetOptions) {
+    const autoscaler = new URL(trimSlash(options.autoscalerUrl) + '/route/');
+    this.#options = options;
+    this.#origin = autoscaler.origin;
+    this.#path = autoscaler.pathname;
+    this.#headers = { ...JSON_HEADERS, authorization: `Bearer ${options.apiKey}` };
+    this.description = `${autoscaler.href} (endpoint ${options.endpoint})`;
+  }
+
+  async resolve(context: RouteContext): Promise<Destination> {
+    for (let poll = 0; ; poll++) {
+      const answer = await this.#post(context);
+      const text = answer.text;
+      const fields = this.#fieldsOf(answer);
+      const url = fields['url'];
+      if (typeof url !== 'string' || url === '') {
+        await this.#waitForWorker(poll, fields['status'], context.signal);
+        continue;
       }
-    },
-  };
+      const requestIdx = fields['request_idx'];
+      if (typeof requestIdx === 'number' && Number.isInteger(requestIdx)) {
+        context.requestIdx = requestIdx;
+      }
+      const where = this.#destinationOf(url, context.route);
+      // auth_data is the route answer's own text, so its numbers reach the worker exactly as
+      // the autoscaler wrote them (a JSON round trip would turn 242.0 into 242, §6.3).
+      return {
+        origin: where.origin,
+        path: where.path,
+        body: `{"auth_data":${text},"payload":${context.payloadJson}}`,
+        workerUrl: url,
+      };
+    }
+  }
+
+  async #post(context: RouteContext): Promise<RouteAnswer> {
+    const options = this.#options;
+    const timeoutMs = options.routeTimeoutMs ?? 10_000;
+    const body = JSON.stringify({
+      endpoint: options.endpoint,
+      api_key: options.apiKey,
+      cost: context.cost,
+      ...(context.requestIdx === undefined ? {} : { request_idx: context.requestIdx }),
+      replay_timeout: options.replayTimeoutSeconds ?? 60,
+    });
+    try {
+      const response = await context.dispatcher.request({
+        origin: this.#origin,
+        path: this.#path,
+        method: 'POST',
+        headers: this.#headers,
+        body,
+        signal: context.signal,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      const retryAfter = retryAfterMs(response.headers['retry-after']);
+      return { status: response.statusCode, retryAfter, text: await response.body.text() };
+    } catch (error) {
+      if (context.signal.aborted) throw context.signal.reason;
+      throw new RoutingError(`cannot reach the autoscaler at ${this.#origin}`, {
+        reason: 'connection',
+        retryable: true,
+        cause: error,
+      });
+    }
+  }
+
+  /** The answer's fields; throws unless it is a 200 with a JSON object. */
+  #fieldsOf({ status, text, retryAfter }: RouteAnswer): Record<string, unknown> {
+    if (status !== 200) {
+      throw new RoutingError(`/route/ answered ${status}: ${text.slice(0, 200)}`, {
+        reason: 'status',
+        status,
+        retryable: isRetryableStatus(status),
+        ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter }),
+      });
+    }
+    let answer: unknown;
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      answer = undefined;
+    }
+    if (typeof answer !== 'object' || answer === null || Array.isArray(answer)) {
+      throw new RoutingError(
+        `/route/ answered something that is not a JSON object: ${text.slice(0, 200)}`,
+        { reason: 'invalid', retryable: false },
+      );
+    }
+    return answer as Record<string, unknown>;
+  }
+
+  /** No worker ready: waits a randomised, growing time, or fails once the request's deadline passes. */
+  async #waitForWorker(poll: number, status: unknown, signal: AbortSignal): Promise<void> {
+    const maxPollMs = this.#options.maxPollIntervalMs ?? 5000;
+    const random = this.#options.random ?? Math.random;
+    const wait = Math.min(maxPollMs, 250 * 2 ** Math.min(poll, 8)) * (0.5 + random() / 2);
+    try {
+      await sleep(wait, undefined, { signal });
+    } catch {
+      throw new RoutingError(`no worker ready${typeof status === 'string' ? `: ${status}` : ''}`, {
+        reason: 'not-ready',
+        retryable: false,
+      });
+    }
+  }
+
+  #destinationOf(url: string, route: string): { origin: string; path: string } {
+    let where = this.#destinations.get(url);
+    if (where !== undefined) return where;
+    try {
+      where = destinationOf(url, route);
+    } catch {
+      throw new RoutingError(`/route/ answered an invalid worker url ${JSON.stringify(url)}`, {
+        reason: 'invalid',
+        retryable: false,
+      });
+    }
+    if (this.#destinations.size < 10_000) this.#destinations.set(url, where);
+    return where;
+  }
 }
 
 export type DirectEnvelope =

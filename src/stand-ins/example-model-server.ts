@@ -3,6 +3,9 @@
  * POST /generate answers JSON, POST /generate_stream answers SSE token by token, GET /healthcheck.
  * It writes a realistic MODEL_LOG and can be told to fail in every way a model server fails.
  *
+ * A hold (`configure({ hold })`, `waitForHeld`, `release`) keeps generations in flight at a known
+ * point until a test lets them go, so tests wait on an event rather than on a token delay.
+ *
  * It is both a test fixture (in process, or spawned and steered through /_control and /_stats)
  * and the "direct" target of the bench, so the zero-latency path does no timers and no allocations
  * beyond the response itself.
@@ -13,8 +16,8 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { isEntryPoint } from '../../lib/index.ts';
-import { httpUrl, listen } from '../../lib/internal/listen.ts';
-import { runProgram, serveUntilSignal } from './program.ts';
+import { closeServer, httpUrl, listen, onBody, pathOf, sendJson } from './http.ts';
+import { envNumber, runProgram, serveUntilSignal } from './program.ts';
 
 export type FailureInjection =
   | { kind: 'none' }
@@ -28,6 +31,16 @@ export type FailureInjection =
   | { kind: 'reset' }
   /** Fail a fraction of requests, deterministically: rate 0.5 fails the 2nd, 4th, 6th... */
   | { kind: 'fail-rate'; rate: number; status: number };
+
+/**
+ * Where a generation waits while a hold is set, so a test can keep requests "running" for as long
+ * as it needs and synchronise on `waitForHeld` instead of on a token delay.
+ */
+export type HoldPoint =
+  /** Before the response's headers (both routes). */
+  | { at: 'headers' }
+  /** /generate_stream: after the headers and this many tokens. /generate: before the headers. */
+  | { at: 'tokens'; afterTokens: number };
 
 export interface ExampleModelServerOptions {
   /** @default '127.0.0.1' */
@@ -44,12 +57,14 @@ export interface ExampleModelServerOptions {
   failure?: FailureInjection;
   /** /healthcheck answers 503 when false. @default true */
   healthy?: boolean;
+  /** Generations that arrive wait at this point until `release()` (or a new hold). @default null */
+  hold?: HoldPoint | null;
 }
 
 /** What can change while the server runs (`configure`, POST /_control). */
 export type ExampleModelServerSettings = Pick<
   ExampleModelServerOptions,
-  'tokenDelayMs' | 'failure' | 'healthy'
+  'tokenDelayMs' | 'failure' | 'healthy' | 'hold'
 >;
 
 export interface ExampleModelServerStats {
@@ -62,6 +77,8 @@ export interface ExampleModelServerStats {
   /** Connections the server itself cut (failure injection 'reset' or 'drop-mid-stream'). */
   dropped: number;
   inFlight: number;
+  /** Generations waiting at the hold point now (also counted in `inFlight`). */
+  held: number;
   healthchecks: number;
 }
 
@@ -72,6 +89,8 @@ export interface ExampleModelServerEvents {
   aborted: [{ path: string }];
   dropped: [{ path: string }];
   healthcheck: [{ status: number }];
+  /** A generation reached the hold point and waits. */
+  held: [{ path: string }];
   /** "server has started" was logged: the model is loaded. */
   loaded: [];
 }
@@ -130,10 +149,16 @@ const failureSchema = z.discriminatedUnion('kind', [
   }),
 ]);
 
+const holdSchema = z.discriminatedUnion('at', [
+  z.strictObject({ at: z.literal('headers') }),
+  z.strictObject({ at: z.literal('tokens'), afterTokens: z.number().int().min(0) }),
+]);
+
 const settingsSchema = z.strictObject({
   tokenDelayMs: z.number().min(0).exactOptional(),
   failure: failureSchema.exactOptional(),
   healthy: z.boolean().exactOptional(),
+  hold: holdSchema.nullable().exactOptional(),
 });
 
 type GenerationPath = '/generate' | '/generate_stream';
@@ -146,29 +171,6 @@ interface Exchange {
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' } as const;
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function pathOf(url: string | undefined): string {
-  if (url === undefined) return '/';
-  const q = url.indexOf('?');
-  return q === -1 ? url : url.slice(0, q);
-}
-
-function readBody(req: IncomingMessage, done: (text: string) => void): void {
-  const chunks: Buffer[] = [];
-  req.on('data', (chunk: Buffer) => chunks.push(chunk));
-  req.on('end', () => {
-    const only = chunks.length === 1 ? chunks[0] : undefined;
-    done((only ?? Buffer.concat(chunks)).toString('utf8'));
-  });
-  // A client that goes away mid-upload is not an error of ours.
-  req.on('error', () => undefined);
-}
 
 type Parsed =
   { ok: true; prompt: string; tokens: number } | { ok: false; error: string; body: unknown };
@@ -210,12 +212,17 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
   #closing: Promise<void> | undefined;
   // Error diffusion for 'fail-rate': exact, repeatable failure counts instead of dice.
   #failDebt = 0;
+  #hold: HoldPoint | null;
+  // Bumped by every release: a request that arrived under an older hold does not wait.
+  #holdEpoch = 0;
+  readonly #held = new Set<() => void>();
   readonly #stats: ExampleModelServerStats = {
     received: 0,
     completed: 0,
     aborted: 0,
     dropped: 0,
     inFlight: 0,
+    held: 0,
     healthchecks: 0,
   };
 
@@ -227,6 +234,7 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
     this.#tokenDelayMs = options.tokenDelayMs ?? 0;
     this.#failure = options.failure ?? { kind: 'none' };
     this.#healthy = options.healthy ?? true;
+    this.#hold = options.hold ?? null;
     this.#server = createServer({ noDelay: true }, (req, res) => this.#onRequest(req, res));
     // Longer than undici's default so pooled proxy connections are not closed under them.
     this.#server.keepAliveTimeout = 65_000;
@@ -251,7 +259,12 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
   }
 
   get settings(): Readonly<Required<ExampleModelServerSettings>> {
-    return { tokenDelayMs: this.#tokenDelayMs, failure: this.#failure, healthy: this.#healthy };
+    return {
+      tokenDelayMs: this.#tokenDelayMs,
+      failure: this.#failure,
+      healthy: this.#healthy,
+      hold: this.#hold,
+    };
   }
 
   /** Applies to requests that arrive afterwards. */
@@ -262,6 +275,39 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
       this.#failDebt = 0;
     }
     if (patch.healthy !== undefined) this.#healthy = patch.healthy;
+    if (patch.hold !== undefined) {
+      // A new hold (or none) lets every request held under the old one go on.
+      this.#releaseHeld();
+      this.#hold = patch.hold;
+    }
+  }
+
+  /** Lets every held generation go on and stops holding: `configure({ hold: null })`. */
+  release(): void {
+    this.configure({ hold: null });
+  }
+
+  /** Resolves once at least `count` generations wait at the hold point; rejects after `timeoutMs`. */
+  waitForHeld(count: number, timeoutMs = 10_000): Promise<void> {
+    if (this.#stats.held >= count) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const onHeld = (): void => {
+        if (this.#stats.held < count) return;
+        clearTimeout(timer);
+        this.off('held', onHeld);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.off('held', onHeld);
+        const held = this.#stats.held;
+        reject(
+          new Error(
+            `example model server: ${held} of ${count} requests held after ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      this.on('held', onHeld);
+    });
   }
 
   /** Appends one line to the log file, as the model server itself would. */
@@ -279,15 +325,8 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
 
   /** Stops listening and destroys every open connection, hung or streaming ones included. */
   close(): Promise<void> {
-    this.#closing ??= new Promise<void>((resolve) => {
-      clearTimeout(this.#loadTimer);
-      if (!this.#server.listening) {
-        resolve();
-        return;
-      }
-      this.#server.close(() => resolve());
-      this.#server.closeAllConnections();
-    });
+    clearTimeout(this.#loadTimer);
+    this.#closing ??= closeServer(this.#server);
     return this.#closing;
   }
 
@@ -328,7 +367,7 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
     const path = pathOf(req.url);
     if (path === '/generate' || path === '/generate_stream') {
       if (req.method !== 'POST') return this.#methodNotAllowed(res, 'POST');
-      readBody(req, (text) => this.#onGeneration(path, req, res, text));
+      onBody(req, (text) => this.#onGeneration(path, req, res, text));
       return;
     }
     if (path === '/healthcheck') {
@@ -346,11 +385,11 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
       return;
     }
     if (path === '/_control' && req.method === 'POST') {
-      readBody(req, (text) => this.#onControl(res, text));
+      onBody(req, (text) => this.#onControl(res, text));
       return;
     }
     // Any other path is counted like a request a proxy forwarded to the wrong place.
-    readBody(req, (text) => {
+    onBody(req, (text) => {
       const exchange = this.#begin(path, res, text);
       if (exchange !== undefined) sendJson(res, 404, { error: `not found: ${path}` });
     });
@@ -464,8 +503,55 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
       sendJson(res, 400, { error: parsed.error });
       return;
     }
-    if (path === '/generate') this.#generate(res, exchange, parsed, dropAfter);
-    else this.#stream(res, exchange, parsed.tokens, dropAfter);
+    this.#startGeneration(path, res, exchange, parsed, dropAfter);
+  }
+
+  /** Generates now, or waits at the hold point first (before the headers or after N tokens). */
+  #startGeneration(
+    path: GenerationPath,
+    res: ServerResponse,
+    exchange: Exchange,
+    input: { prompt: string; tokens: number },
+    dropAfter: number | undefined,
+  ): void {
+    const hold = this.#hold;
+    const epoch = this.#holdEpoch;
+    const pauseAfter =
+      hold?.at === 'tokens' && path === '/generate_stream' ? hold.afterTokens : undefined;
+    const generate = (): void => {
+      if (path === '/generate') this.#generate(res, exchange, input, dropAfter);
+      else this.#stream(res, exchange, input.tokens, dropAfter, pauseAfter, epoch);
+    };
+    if (hold !== null && pauseAfter === undefined) this.#pause(path, res, epoch, generate);
+    else generate();
+  }
+
+  /** Waits at the hold point until released; goes on at once if released since `epoch`. */
+  #pause(path: string, res: ServerResponse, epoch: number, resume: () => void): void {
+    if (epoch !== this.#holdEpoch || res.destroyed) {
+      if (!res.destroyed) resume();
+      return;
+    }
+    const stats = this.#stats;
+    const release = (): void => {
+      this.#held.delete(release);
+      stats.held--;
+      res.off('close', leave);
+      if (!res.destroyed) resume();
+    };
+    // A client that leaves while held is no longer held.
+    const leave = (): void => {
+      if (this.#held.delete(release)) stats.held--;
+    };
+    this.#held.add(release);
+    stats.held++;
+    res.once('close', leave);
+    this.emit('held', { path });
+  }
+
+  #releaseHeld(): void {
+    this.#holdEpoch++;
+    for (const release of [...this.#held]) release();
   }
 
   #generate(
@@ -502,6 +588,8 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
     exchange: Exchange,
     tokens: number,
     dropAfter: number | undefined,
+    pauseAfter: number | undefined,
+    epoch: number,
   ): void {
     res.writeHead(200, {
       'content-type': 'text/event-stream',
@@ -510,11 +598,17 @@ export class ExampleModelServer extends EventEmitter<ExampleModelServerEvents> {
     res.flushHeaders();
     const delay = this.#tokenDelayMs;
     let i = 0;
+    let paused = false;
     const step = (): void => {
       exchange.timer = undefined;
       // Zero-latency mode writes every token in this one tick (still one SSE event per write).
       do {
         if (res.destroyed) return;
+        if (i === pauseAfter && !paused) {
+          paused = true;
+          this.#pause(exchange.path, res, epoch, step);
+          return;
+        }
         if (dropAfter !== undefined && i >= dropAfter) {
           this.#cut(res, exchange);
           return;
@@ -559,15 +653,6 @@ export async function startExampleModelServer(
   return server;
 }
 
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0)
-    throw new Error(`${name} must be a non-negative number`);
-  return value;
-}
-
 /**
  * Runs the server from the environment (MODEL_HOST, MODEL_PORT=5001, MODEL_LOG, TOKEN_DELAY_MS,
  * LOAD_DELAY_MS) and prints one JSON line `{"event":"listening","url":...}` for a parent process.
@@ -576,10 +661,10 @@ export async function main(): Promise<ExampleModelServer> {
   const logFile = process.env['MODEL_LOG'];
   const server = await startExampleModelServer({
     host: process.env['MODEL_HOST'] || '127.0.0.1',
-    port: envNumber('MODEL_PORT', 5001),
+    port: envNumber(process.env, 'MODEL_PORT', 5001),
     ...(logFile ? { logFile } : {}),
-    tokenDelayMs: envNumber('TOKEN_DELAY_MS', 0),
-    loadDelayMs: envNumber('LOAD_DELAY_MS', 0),
+    tokenDelayMs: envNumber(process.env, 'TOKEN_DELAY_MS', 0),
+    loadDelayMs: envNumber(process.env, 'LOAD_DELAY_MS', 0),
   });
   return serveUntilSignal(server);
 }

@@ -9,6 +9,7 @@ export type {
   ExampleModelServerSettings,
   ExampleModelServerStats,
   FailureInjection,
+  HoldPoint,
 } from './example-model-server.ts';
 export {
   LocalAutoscaler,

@@ -19,7 +19,8 @@ import { z } from 'zod';
 import { canonicalMessage, signMessage } from '../../lib/auth/index.ts';
 import type { AuthMode, PyJsonValue } from '../../lib/auth/index.ts';
 import { isEntryPoint } from '../../lib/index.ts';
-import { httpUrl, listen } from '../../lib/internal/listen.ts';
+import { closeServer, httpUrl, isRecord, listen, readBody, sendJson, sendText } from './http.ts';
+import { runProgram, serveUntilSignal } from './program.ts';
 
 export type { AuthMode };
 
@@ -206,29 +207,6 @@ function describeIssues(error: z.ZodError): string[] {
   });
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-  });
-  res.end(text);
-}
-
-function sendText(res: ServerResponse, status: number, text: string): void {
-  res.writeHead(status, {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-  });
-  res.end(text);
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 class BadRequest extends Error {}
 
 const execFileAsync = promisify(execFile);
@@ -345,12 +323,8 @@ class LocalCa {
 }
 
 // Recorded bodies are whatever arrived, so anything read from them is checked first.
-function isObject(value: unknown): value is Partial<Record<string, unknown>> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function requestsOf(body: unknown): unknown[] {
-  const requests = isObject(body) ? body['requests'] : undefined;
+  const requests = isRecord(body) ? body['requests'] : undefined;
   return Array.isArray(requests) ? requests : [];
 }
 
@@ -526,7 +500,7 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
     // timeout message, since the right body may still come.
     let predicateError: unknown;
     const matches = (record: ReportRecord<Body>): boolean => {
-      if (record.status !== 200 || !isObject(record.body)) return false;
+      if (record.status !== 200 || !isRecord(record.body)) return false;
       try {
         return predicate(record.body, record);
       } catch (error) {
@@ -572,14 +546,7 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
   }
 
   close(): Promise<void> {
-    this.#closing ??= new Promise<void>((resolve) => {
-      if (!this.#server.listening) {
-        resolve();
-        return;
-      }
-      this.#server.close(() => resolve());
-      this.#server.closeAllConnections();
-    }).then(async () => {
+    this.#closing ??= closeServer(this.#server).then(async () => {
       const ca = await this.#ca?.catch(() => undefined);
       await ca?.close();
     });
@@ -592,6 +559,8 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
     const path = rawPath.length > 1 && rawPath.endsWith('/') ? rawPath.slice(0, -1) : rawPath;
     const method = req.method ?? 'GET';
     const text = await readBody(req);
+    // The client went away mid-upload: nobody is left to answer.
+    if (text === undefined) return;
     // Inspection pages stay up while the autoscaler plays dead.
     if (method === 'GET' && path === '/_records') return sendJson(res, 200, this.records);
     if (method === 'GET' && path === '/') return sendText(res, 200, this.summary());
@@ -646,7 +615,7 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
   }
 
   #workerStatus(res: ServerResponse, body: unknown): void {
-    const b: Partial<Record<string, unknown>> = isObject(body) ? body : {};
+    const b: Partial<Record<string, unknown>> = isRecord(body) ? body : {};
     const kind = 'loadtime' in b ? 'report' : 'launcher_error';
     const check = (kind === 'report' ? workerStatusSchema : launcherErrorSchema).safeParse(body);
     const status = this.#takeFailure('failWorkerStatus');
@@ -740,7 +709,7 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
 
   // A loaded, healthy worker announces its URL in every report: route to it, like the real one.
   #autoRegister(body: unknown): void {
-    if (!isObject(body)) return;
+    if (!isRecord(body)) return;
     const { loadtime, error_msg: errorMsg, url } = body;
     if (typeof loadtime === 'number' && loadtime > 0 && !errorMsg && typeof url === 'string') {
       this.#workerUrl = url;
@@ -806,18 +775,7 @@ export async function main(): Promise<LocalAutoscaler> {
     ...(workerUrl ? { workerUrl } : {}),
     log: (line) => process.stderr.write(`[autoscaler] ${line}\n`),
   });
-  process.stdout.write(`${JSON.stringify({ event: 'listening', url: autoscaler.url })}\n`);
-  const stop = (): void => {
-    void autoscaler.close();
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  return autoscaler;
+  return serveUntilSignal(autoscaler);
 }
 
-if (isEntryPoint(import.meta.url)) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`local autoscaler: ${String(error)}\n`);
-    process.exit(1);
-  });
-}
+if (isEntryPoint(import.meta.url)) runProgram('local autoscaler', main);

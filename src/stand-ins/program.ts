@@ -31,3 +31,14 @@ export function runProgram(name: string, main: () => Promise<unknown>): void {
     process.exit(1);
   });
 }
+
+/** A non-negative number from the environment (a port, a delay), or `fallback` when unset. */
+export function envNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) {
+    throw new Error(`${name} must be a non-negative number`);
+  }
+  return value;
+}

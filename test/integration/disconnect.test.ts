@@ -1,7 +1,8 @@
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineHandler, defineWorker, type RequestSummary } from '../../lib/index.ts';
+import { defineHandler, defineWorker } from '../../lib/index.ts';
+import { type RequestSummary } from '../../lib/entry-server.ts';
 import { countWorkload, InputData } from '../../workers/hello_world/data_types.ts';
 import { post, postStreaming } from '../helpers/request.ts';
 import { startStack, type TestStack } from '../helpers/stack.ts';
@@ -54,7 +55,8 @@ describe('client disconnects abort the upstream request and count as cancelled',
   });
 
   it('in the middle of a stream', async () => {
-    stack.model.configure({ tokenDelayMs: 20 });
+    // The stream stays open after its first token until the client leaves.
+    stack.model.configure({ hold: { at: 'tokens', afterTokens: 1 } });
     try {
       const cancelled = accounting().totals.cancelled;
       const call = postStreaming(`${stack.worker.url}/generate_stream`, body(500));
@@ -68,12 +70,13 @@ describe('client disconnects abort the upstream request and count as cancelled',
       expect(accounting().inFlight.size).toBe(0);
       expect(stack.worker.runtime.fifo.busy).toBe(false);
     } finally {
-      stack.model.configure({ tokenDelayMs: 0 });
+      stack.model.release();
     }
   });
 
   it('while queued behind another request, so the model never sees it', async () => {
-    stack.model.configure({ tokenDelayMs: 20 });
+    // The first request holds the model (after one token) until the second has been cancelled.
+    stack.model.configure({ hold: { at: 'tokens', afterTokens: 1 } });
     const seen: string[] = [];
     const onRequest = (event: { body: unknown }) =>
       seen.push((event.body as { prompt: string }).prompt);
@@ -91,6 +94,7 @@ describe('client disconnects abort the upstream request and count as cancelled',
         label: 'cancelled workload',
       });
       expect(stack.worker.runtime.fifo.waiting).toBe(0);
+      stack.model.release();
       await first.done;
       // A third request still gets its turn: the cancelled one left no stale slot behind.
       const third = postStreaming(`${stack.worker.url}/generate_stream`, body(2, 'third'));
@@ -98,7 +102,7 @@ describe('client disconnects abort the upstream request and count as cancelled',
       expect(seen).toEqual(['first', 'third']);
     } finally {
       stack.model.off('request', onRequest);
-      stack.model.configure({ tokenDelayMs: 0 });
+      stack.model.release();
     }
   });
 });

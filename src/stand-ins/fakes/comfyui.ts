@@ -13,21 +13,10 @@ import { randomUUID } from 'node:crypto';
 import { get as httpGet } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
-import type { Socket } from 'node:net';
 import { isEntryPoint } from '../../../lib/index.ts';
 import { PyFloat, pythonJsonDumps } from '../../../lib/auth/python-json.ts';
 import type { PyJsonValue } from '../../../lib/auth/python-json.ts';
-import { httpUrl, listen } from '../../../lib/internal/listen.ts';
-import {
-  envNumber,
-  FakeServer,
-  parseJsonObject,
-  pathOf,
-  readBody,
-  sendJson,
-  SerialEngine,
-  startStream,
-} from './common.ts';
+import { FakeServer, parseJsonObject, SerialEngine, startStream } from './common.ts';
 import type {
   EngineBehaviour,
   Exchange,
@@ -36,7 +25,17 @@ import type {
   LoadBehaviour,
   SerialJob,
 } from './common.ts';
-import { runProgram, serveUntilSignal } from '../program.ts';
+import {
+  closeServer,
+  httpUrl,
+  isRecord,
+  listen,
+  pathOf,
+  readBody,
+  reservePort,
+  sendJson,
+} from '../http.ts';
+import { envNumber, runProgram, serveUntilSignal } from '../program.ts';
 
 export interface ComfyUIFakeOptions extends FakeServerOptions {
   /** ComfyUI's own port; 0 picks an ephemeral one. @default 0 */
@@ -130,10 +129,6 @@ function safeDecode(segment: string): string {
   }
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 interface ValidationDetail {
   type: string;
   loc: (string | number)[];
@@ -212,7 +207,6 @@ function planText2Image(modifications: Record<string, unknown>): JobPlan {
 
 export class ComfyUIServer {
   readonly #server: Server;
-  readonly #sockets = new Set<Socket>();
   readonly #host: string;
   #port: number;
   /** Requests to /system_stats (and /api/system_stats). */
@@ -222,10 +216,6 @@ export class ComfyUIServer {
     this.#host = host;
     this.#port = port;
     this.#server = createServer({ noDelay: true }, (req, res) => this.#onRequest(req, res));
-    this.#server.on('connection', (socket) => {
-      this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
-    });
   }
 
   get url(): string {
@@ -250,14 +240,7 @@ export class ComfyUIServer {
 
   /** Stops ComfyUI as a crashed process would: the port refuses, every connection drops. */
   stop(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.#server.listening) {
-        resolve();
-        return;
-      }
-      this.#server.close(() => resolve());
-      for (const socket of this.#sockets) socket.destroy();
-    });
+    return closeServer(this.#server);
   }
 
   systemStats(): Record<string, unknown> {
@@ -321,18 +304,6 @@ function probeStatus(url: string, timeoutMs: number): Promise<number> {
     });
     req.once('timeout', () => req.destroy());
     req.once('error', () => resolve(0));
-  });
-}
-
-/** A port nobody listens on yet, so ComfyUI's URL is known before it starts. */
-function reservePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const port = (probe.address() as { port: number }).port;
-      probe.close(() => resolve(port));
-    });
   });
 }
 
@@ -695,7 +666,7 @@ class WrapperEngine implements EngineBehaviour {
     exchange: Exchange,
     mode: 'sync' | 'stream' | 'async',
   ): Promise<void> {
-    const text = await readBody(req);
+    const text = (await readBody(req)) ?? '';
     const valid = this.#validate(text);
     exchange.begin(valid.ok ? valid.body : text);
     if (res.destroyed) return;

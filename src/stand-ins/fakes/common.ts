@@ -7,44 +7,17 @@ import { EventEmitter } from 'node:events';
 import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { z } from 'zod';
-import { httpUrl, listen } from '../../../lib/internal/listen.ts';
-
-// ---------------------------------------------------------------------------------------------
-// HTTP helpers
-
-export function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(text)),
-    ...headers,
-  });
-  res.end(text);
-}
-
-/** The request's path without its query. */
-export function pathOf(url: string | undefined): string {
-  if (url === undefined) return '/';
-  const q = url.indexOf('?');
-  return q === -1 ? url : url.slice(0, q);
-}
-
-/** Reads the whole body as text; resolves '' if the client leaves mid-upload. */
-export function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', () => resolve(''));
-  });
-}
+import {
+  closeServer,
+  httpUrl,
+  isRecord,
+  listen,
+  pathOf,
+  readBody,
+  reservePort,
+  sendJson,
+} from '../http.ts';
 
 export type JsonBody =
   | { ok: true; value: Record<string, unknown> }
@@ -57,10 +30,7 @@ export function parseJsonObject(text: string): JsonBody {
   } catch {
     return { ok: false, reason: 'invalid-json' };
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { ok: false, reason: 'not-an-object' };
-  }
-  return { ok: true, value: value as Record<string, unknown> };
+  return isRecord(value) ? { ok: true, value } : { ok: false, reason: 'not-an-object' };
 }
 
 /** Roughly four characters a token, like English under a BPE tokenizer; at least 1 for any text. */
@@ -460,22 +430,10 @@ export interface Exchange {
   onAbort(cancel: () => void): void;
 }
 
-function reservePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const port = (probe.address() as { port: number }).port;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 export class FakeServer extends EventEmitter<FakeEvents> {
   readonly #engine: EngineBehaviour;
   readonly #options: FakeServerOptions;
   readonly #server: Server;
-  readonly #sockets = new Set<Socket>();
   #port = 0;
   #host = '127.0.0.1';
   #loaded = false;
@@ -507,10 +465,6 @@ export class FakeServer extends EventEmitter<FakeEvents> {
     this.#options = options;
     this.#server = createServer({ noDelay: true }, (req, res) => this.#onRequest(req, res));
     this.#server.keepAliveTimeout = 65_000;
-    this.#server.on('connection', (socket) => {
-      this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
-    });
   }
 
   get url(): string {
@@ -584,22 +538,14 @@ export class FakeServer extends EventEmitter<FakeEvents> {
     this.#closed = true;
     clearTimeout(this.#loadTimer);
     this.onStop?.();
-    return new Promise((resolve) => {
-      if (!this.#server.listening) {
-        resolve();
-        return;
-      }
-      this.#server.close(() => resolve());
-      for (const socket of this.#sockets) socket.destroy();
-    });
+    return closeServer(this.#server);
   }
 
   #crash(): void {
     this.#closed = true;
     this.#loaded = false;
     this.onStop?.();
-    this.#server.close();
-    for (const socket of this.#sockets) socket.destroy();
+    void closeServer(this.#server);
   }
 
   #log(lines: readonly string[]): void {
@@ -612,7 +558,7 @@ export class FakeServer extends EventEmitter<FakeEvents> {
     const path = pathOf(req.url);
     const method = req.method ?? 'GET';
     if (path === '/_control' && method === 'POST') {
-      void readBody(req).then((text) => {
+      void readBody(req).then((text = '') => {
         const parsed = parseJsonObject(text);
         const command = parsed.ok ? controlSchema.safeParse(parsed.value) : undefined;
         if (command === undefined || !command.success) {
@@ -722,14 +668,4 @@ export function startStream(
 
 export function nowIso(): string {
   return new Date().toISOString();
-}
-
-/** Parses `--port`-style environment settings for a fake run as a program. */
-export function envNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0)
-    throw new Error(`${name} must be a non-negative number`);
-  return value;
 }

@@ -23,12 +23,10 @@ import { isEntryPoint } from '../../../lib/index.ts';
 import {
   BatchingEngine,
   countOverloaded,
-  envNumber,
   estimateTokens,
   FakeServer,
   nowIso,
   parseJsonObject,
-  readBody,
   tokenText,
 } from './common.ts';
 import type {
@@ -40,7 +38,8 @@ import type {
 } from './common.ts';
 import { handleOpenAIRequest } from './openai.ts';
 import type { OpenAIWireContext } from './openai.ts';
-import { runProgram, serveUntilSignal } from '../program.ts';
+import { readBody } from '../http.ts';
+import { envNumber, runProgram, serveUntilSignal } from '../program.ts';
 
 /** The version `/api/version` reports and the start-up line names. */
 export const OLLAMA_FAKE_VERSION = '0.12.6';
@@ -546,7 +545,7 @@ class OllamaEngine implements EngineBehaviour {
     exchange: Exchange,
   ): Promise<void> {
     const arrived = process.hrtime.bigint();
-    const text = await readBody(req);
+    const text = (await readBody(req)) ?? '';
     const parsed = parseJsonObject(text);
     exchange.begin(parsed.ok ? parsed.value : text);
     if (res.destroyed) return;

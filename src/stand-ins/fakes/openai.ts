@@ -15,12 +15,9 @@ import {
   BatchingEngine,
   FakeServer,
   countOverloaded,
-  envNumber,
   estimateTokens,
   generatedText,
   parseJsonObject,
-  readBody,
-  sendJson,
   startStream,
   tokenText,
 } from './common.ts';
@@ -32,7 +29,8 @@ import type {
   Generation,
   InjectedError,
 } from './common.ts';
-import { runProgram, serveUntilSignal } from '../program.ts';
+import { readBody, sendJson } from '../http.ts';
+import { envNumber, runProgram, serveUntilSignal } from '../program.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The OpenAI wire, shared by every engine that speaks it
@@ -122,7 +120,7 @@ export function handleOpenAIRequest(
     return true;
   }
   if (method !== 'POST') return false;
-  void readBody(req).then((text) => {
+  void readBody(req).then((text = '') => {
     const parsed = parseJsonObject(text);
     exchange.begin(parsed.ok ? parsed.value : text);
     if (res.destroyed) return;

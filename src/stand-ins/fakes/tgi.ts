@@ -19,13 +19,10 @@ import { isEntryPoint } from '../../../lib/index.ts';
 import {
   BatchingEngine,
   countOverloaded,
-  envNumber,
   estimateTokens,
   FakeServer,
   generatedText,
   parseJsonObject,
-  readBody,
-  sendJson,
   sseWriter,
   startStream,
   tokenText,
@@ -37,7 +34,8 @@ import type {
   FakeServerOptions,
   InjectedError,
 } from './common.ts';
-import { runProgram, serveUntilSignal } from '../program.ts';
+import { readBody, sendJson } from '../http.ts';
+import { envNumber, runProgram, serveUntilSignal } from '../program.ts';
 
 export interface TgiFakeOptions extends FakeServerOptions {
   /** MODEL_ID: the model in /info and the log. @default 'meta-llama/Llama-3.1-8B-Instruct' */
@@ -565,7 +563,7 @@ class TgiEngine implements EngineBehaviour {
       methodNotAllowed(res, 'POST');
       return true;
     }
-    void readBody(req).then((text) =>
+    void readBody(req).then((text = '') =>
       this.#generation(path === '/generate_stream', text, req, res, exchange),
     );
     return true;
