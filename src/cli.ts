@@ -228,6 +228,15 @@ function portHint(error: unknown): string | undefined {
 
 const argvCommand = process.argv[2];
 
+// `tsworker test_load --help | head`: a reader that stops early is no error for a command that
+// only prints. A worker (start, dev) keeps its default: its logs have nowhere else to go.
+if (argvCommand !== 'start' && argvCommand !== 'dev') {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
+}
+
 main(process.argv.slice(2)).catch((error: unknown) => {
   // src/commands/start.ts' StartupFailed, known by name: that module is loaded only to start.
   if (error instanceof Error && error.name === 'StartupFailed') {
