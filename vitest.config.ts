@@ -7,5 +7,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Integration tests bind real loopback ports; forks keep each file's servers and timers apart.
     pool: 'forks',
+    // A folder for the compiled copy of the checkout, built once per run when a test needs it.
+    globalSetup: ['test/global-setup.ts'],
   },
 });

@@ -1,7 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, loadConfig, startWorker, type WorkerEnv } from '../../lib/index.ts';
+import { type WorkerEnv } from '../../lib/index.ts';
+import { createLogger, loadConfig, startWorker } from '../../lib/entry-server.ts';
 import { startExampleModelServer } from '../stand-ins/example-model-server.ts';
 import { FAKES } from '../stand-ins/fakes/index.ts';
 import { startLocalAutoscaler } from '../stand-ins/local-autoscaler.ts';

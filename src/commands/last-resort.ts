@@ -1,4 +1,4 @@
-import type { Logger } from '../../lib/index.ts';
+import type { Logger } from '../../lib/entry-server.ts';
 
 /**
  * The last line of defence: an error that escapes every catch (a callback, a timer, a stream

@@ -1,12 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  DefinitionError,
-  resolveWorker,
-  type ResolvedWorker,
-  type WorkerEnv,
-} from '../../lib/index.ts';
+import { DefinitionError, type WorkerEnv } from '../../lib/index.ts';
+import { resolveWorker, type ResolvedWorker } from '../../lib/entry-server.ts';
 import { importWorkerFile } from './import-worker-file.ts';
 
 /** The package root: src/commands/ → ../.. (also right for dist/src/commands/ → dist). */

@@ -1,5 +1,5 @@
 import { constants } from 'node:os';
-import type { Logger, RunningWorker } from '../../lib/index.ts';
+import type { Logger, RunningWorker } from '../../lib/entry-server.ts';
 
 export interface SignalOptions {
   /** Runs after the drain, before exiting (the dev stack closes its stand-ins here). */

@@ -4,7 +4,7 @@ import {
   startErrorBeacon,
   startWorker,
   type RunningWorker,
-} from '../../lib/index.ts';
+} from '../../lib/entry-server.ts';
 
 /** The worker did not start; the error beacon is running and keeps the process alive. */
 export class StartupFailed extends Error {

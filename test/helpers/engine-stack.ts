@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type WorkerFactory } from '../../lib/index.ts';
 import {
   loadConfig,
   resolveWorker,
@@ -15,8 +16,7 @@ import {
   type ResolvedWorker,
   type RunningWorker,
   type WorkerDeps,
-  type WorkerFactory,
-} from '../../lib/index.ts';
+} from '../../lib/entry-server.ts';
 import type { FakeServer, FakeServerOptions } from '../../src/stand-ins/fakes/common.ts';
 import {
   startLocalAutoscaler,

@@ -10,7 +10,7 @@ import {
   type ResolvedWorker,
   type RunningWorker,
   type WorkerDeps,
-} from '../../lib/index.ts';
+} from '../../lib/entry-server.ts';
 import {
   startExampleModelServer,
   type ExampleModelServer,

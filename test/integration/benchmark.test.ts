@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineHandler, silentLogger, z } from '../../lib/index.ts';
+import { defineHandler, z } from '../../lib/index.ts';
+import { silentLogger } from '../../lib/entry-server.ts';
 import type { ResolvedBenchmark, ResolvedHandler } from '../../lib/handler.ts';
 import { runBenchmark, type BenchmarkOptions } from '../../lib/readiness/benchmark.ts';
 import {

@@ -9,8 +9,6 @@ import {
 } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   ENVIRONMENT_VARIABLE_DOCS,
@@ -21,13 +19,20 @@ import {
   startLocalAutoscaler,
   type LocalAutoscaler,
 } from '../../src/stand-ins/local-autoscaler.ts';
+import { builtCheckout } from '../helpers/built-checkout.ts';
 import { testPrivateKey } from '../helpers/stack.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const CLI = join(ROOT, 'src', 'cli.ts');
-/** tsx by its path, so that the CLI also runs from a folder outside the checkout. */
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+/**
+ * The CLI compiled from these sources, in the copy of the checkout the run builds once
+ * (test/helpers/built-checkout.ts): each of this file's two dozen processes then starts without
+ * compiling TypeScript. The CLI from the sources is spawned by user-worker.test.ts and init.test.ts.
+ */
+let CLI: string;
+beforeAll(async () => {
+  CLI = join(await builtCheckout(), 'dist', 'src', 'cli.js');
+}, 300_000);
 
 interface Run {
   readonly code: number | null;
@@ -41,7 +46,7 @@ function spawnCli(
   env: Record<string, string> = {},
   cwd = ROOT,
 ): { child: ChildProcess; output: { stdout: string; stderr: string } } {
-  const child = spawn(process.execPath, ['--import', TSX, CLI, ...argv], {
+  const child = spawn(process.execPath, [CLI, ...argv], {
     cwd,
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

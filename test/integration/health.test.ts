@@ -1,14 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { defineHandler, defineWorker, DefinitionError, z } from '../../lib/index.ts';
 import {
   createWorkerApp,
-  defineHandler,
-  defineWorker,
-  DefinitionError,
   loadConfig,
   RESERVED_PATHS,
-  z,
   type ResolvedWorker,
-} from '../../lib/index.ts';
+} from '../../lib/entry-server.ts';
 import helloWorld from '../../workers/hello_world/server.ts';
 import { get } from '../helpers/request.ts';
 import { startStack, type TestStack } from '../helpers/stack.ts';

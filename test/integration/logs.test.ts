@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, type Logger } from '../../lib/index.ts';
+import { createLogger, type Logger } from '../../lib/entry-server.ts';
 import type { LogLevel } from '../../lib/config.ts';
 import { hotPathLogger } from '../../lib/log.ts';
 import { post } from '../helpers/request.ts';

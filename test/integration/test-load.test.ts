@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { LoadSummary } from '../../lib/index.ts';
+import type { LoadSummary } from '../../lib/entry-load-test.ts';
 import { testLoadCommand } from '../../src/commands/test-load.ts';
 import { startStack, type TestStack } from '../helpers/stack.ts';
 

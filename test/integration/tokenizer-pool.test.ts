@@ -17,8 +17,8 @@ import {
   OFF_THREAD_MIN_LENGTH,
   randomPrompt,
   z,
-  type RequestSummary,
 } from '../../lib/index.ts';
+import { type RequestSummary } from '../../lib/entry-server.ts';
 import { tokenizerPoolStats } from '../../lib/tokenizer-pool.ts';
 import { countWorkload, InputData } from '../../workers/hello_world/data_types.ts';
 import { post } from '../helpers/request.ts';

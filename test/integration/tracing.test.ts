@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../lib/index.ts';
+import { createLogger } from '../../lib/entry-server.ts';
 import { post } from '../helpers/request.ts';
 import { startStack, type TestStack } from '../helpers/stack.ts';
 import { waitFor } from '../helpers/wait-for.ts';

@@ -3,26 +3,24 @@
  * started by path through the bin from the sources, through the compiled CLI after `npm run build`,
  * and by start_server.sh with TSWORKER_BUILD=true.
  *
- * The build goes into a copy of the checkout (its node_modules linked), never into the checkout's
- * own dist/: the bin runs dist/ whenever it exists, which would change every other test that spawns it.
+ * The sources run from a copy of the checkout (its node_modules linked); the build is another copy's,
+ * shared with the other tests of compiled code (test/helpers/built-checkout.ts), never the
+ * checkout's own dist/: the bin runs dist/ whenever it exists, which would change every other test.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import {
   appendFileSync,
-  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
+import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   startExampleModelServer,
@@ -34,20 +32,9 @@ import {
 } from '../../src/stand-ins/local-autoscaler.ts';
 import { get, post } from '../helpers/request.ts';
 import { testPrivateKey } from '../helpers/stack.ts';
+import { builtCheckout, copyCheckout } from '../helpers/built-checkout.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-/** What a checkout holds that the bin, the build and start_server.sh use. */
-const CHECKOUT_ENTRIES = [
-  'bin',
-  'lib',
-  'src',
-  'workers',
-  'package.json',
-  'tsconfig.json',
-  'tsconfig.build.json',
-  'start_server.sh',
-];
 /** Start-up through tsx compiles the sources on first run: slow on a busy machine. */
 const START_TIMEOUT_MS = 60_000;
 
@@ -61,6 +48,8 @@ export const Prompt = z.object({
 });
 `,
   'server.ts': `import { defineHandler, defineWorker } from 'tsworker';
+import { summarize } from 'tsworker/load-test';
+import { silentLogger } from 'tsworker/server';
 import { Prompt } from './data_types.ts';
 
 export default defineWorker({
@@ -71,12 +60,21 @@ export default defineWorker({
   extraRoutes: [
     // Which framework module 'tsworker' is, as the worker sees it.
     { method: 'GET', path: '/framework', respond: () => new Response(import.meta.resolve('tsworker')) },
+    // The two other entries, imported above: where they resolve to, and that they are the real ones.
+    {
+      method: 'GET',
+      path: '/entries',
+      respond: () =>
+        Response.json({
+          server: import.meta.resolve('tsworker/server'),
+          loadTest: import.meta.resolve('tsworker/load-test'),
+          types: [typeof silentLogger, typeof summarize],
+        }),
+    },
   ],
 });
 `,
 };
-
-const execFileAsync = promisify(execFile);
 
 function isAlive(pid: number): boolean {
   try {
@@ -112,12 +110,7 @@ describe("a user's worker given by path", () => {
 
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'tsworker-user-worker-'));
-    checkout = join(root, 'tsworker');
-    mkdirSync(checkout);
-    for (const entry of CHECKOUT_ENTRIES) {
-      cpSync(join(REPO_ROOT, entry), join(checkout, entry), { recursive: true });
-    }
-    symlinkSync(join(REPO_ROOT, 'node_modules'), join(checkout, 'node_modules'), 'dir');
+    checkout = copyCheckout(join(root, 'tsworker'));
     // No package.json here: the worker's folder is plain files, as a user would write them.
     project = join(root, 'project');
     mkdirSync(join(project, 'my_worker'), { recursive: true });
@@ -154,8 +147,8 @@ describe("a user's worker given by path", () => {
     BENCHMARK_CACHE: join(root, '.has_benchmark'),
   });
 
-  /** Runs `tsworker start ./my_worker` from the user's project folder through the copy's bin. */
-  async function startThroughBin(): Promise<string> {
+  /** Runs `tsworker start ./my_worker` from the user's project folder through a copy's bin. */
+  async function startThroughBin(checkout: string): Promise<string> {
     const child = spawn(
       process.execPath,
       [join(checkout, 'bin', 'tsworker.js'), 'start', './my_worker'],
@@ -196,26 +189,32 @@ describe("a user's worker given by path", () => {
     expect(response.json()).toMatchObject({ tokens: 3 });
     // One framework in the process: the worker's 'tsworker' is the module the CLI itself runs.
     expect((await get(`${url}/framework`)).text).toBe(pathToFileURL(framework).href);
+    const extension = framework.endsWith('.ts') ? '.ts' : '.js';
+    expect((await get(`${url}/entries`)).json()).toEqual({
+      server: pathToFileURL(framework.replace(/index\.[jt]s$/, `entry-server${extension}`)).href,
+      loadTest: pathToFileURL(framework.replace(/index\.[jt]s$/, `entry-load-test${extension}`))
+        .href,
+      types: ['function', 'function'],
+    });
   }
 
   it('starts from the TypeScript sources when dist/ is absent', async () => {
     expect(existsSync(join(checkout, 'dist'))).toBe(false);
-    const url = await startThroughBin();
+    const url = await startThroughBin(checkout);
     await expectServing(url, join(checkout, 'lib', 'index.ts'));
   }, 120_000);
 
   describe('after npm run build', () => {
+    // Another copy, built once for the whole run (test/helpers/built-checkout.ts).
+    let built: string;
     beforeAll(async () => {
-      // The build users run; type checking is `npm run typecheck`'s job, and slow.
-      await execFileAsync('npm', ['run', 'build', '--silent', '--', '--noCheck'], {
-        cwd: checkout,
-      });
-      expect(existsSync(join(checkout, 'dist', 'src', 'cli.js'))).toBe(true);
-    }, 180_000);
+      built = await builtCheckout();
+      expect(existsSync(join(built, 'dist', 'src', 'cli.js'))).toBe(true);
+    }, 300_000);
 
     it('starts through the compiled CLI, which loads the TypeScript worker', async () => {
-      const url = await startThroughBin();
-      await expectServing(url, join(checkout, 'dist', 'lib', 'index.js'));
+      const url = await startThroughBin(built);
+      await expectServing(url, join(built, 'dist', 'lib', 'index.js'));
     }, 120_000);
 
     it('runs a path BACKEND from start_server.sh with TSWORKER_BUILD=true', async () => {
@@ -223,12 +222,12 @@ describe("a user's worker given by path", () => {
       mkdirSync(workspace, { recursive: true });
       const launcherLog = join(workspace, 'model.log');
       // dist/ exists, so the script builds nothing: it must never run npm ci over the linked node_modules.
-      expect(existsSync(join(checkout, 'dist', 'src', 'cli.js'))).toBe(true);
-      const run = spawn('bash', [join(checkout, 'start_server.sh')], {
+      expect(existsSync(join(built, 'dist', 'src', 'cli.js'))).toBe(true);
+      const run = spawn('bash', [join(built, 'start_server.sh')], {
         env: {
           ...workerEnv(),
           WORKSPACE_DIR: workspace,
-          TSWORKER_DIR: checkout,
+          TSWORKER_DIR: built,
           TSWORKER_BUILD: 'true',
           BACKEND: join(project, 'my_worker'),
           MODEL_LOG: launcherLog,
@@ -246,7 +245,7 @@ describe("a user's worker given by path", () => {
       );
       // The launcher rotated the model log; the model now says it is loaded.
       appendFileSync(launcherLog, 'server has started\n');
-      await expectServing(url, join(checkout, 'dist', 'lib', 'index.js'));
+      await expectServing(url, join(built, 'dist', 'lib', 'index.js'));
       expect(readFileSync(join(workspace, 'debug.log'), 'utf8')).not.toContain('building tsworker');
       process.kill(pid, 'SIGTERM');
       await waitFor(() => !isAlive(pid), { label: 'worker exit', timeoutMs: 15_000 });

@@ -1,7 +1,7 @@
 // Protocol reference §12.19: the reference forced the root logger to DEBUG for the whole process.
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger, loadConfig } from '../../lib/index.ts';
+import { createLogger, loadConfig } from '../../lib/entry-server.ts';
 
 function linesAt(level: ReturnType<typeof loadConfig>['logLevel']): string[] {
   const lines: string[] = [];

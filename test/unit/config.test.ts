@@ -91,7 +91,10 @@ describe('docs/environment-variables.md', () => {
   it('documents every environment variable the worker reads, with its default', async () => {
     const { readFile } = await import('node:fs/promises');
     const { ENVIRONMENT_VARIABLES } = await import('../../lib/config.ts');
-    const readme = await readFile(new URL('../../docs/environment-variables.md', import.meta.url), 'utf8');
+    const readme = await readFile(
+      new URL('../../docs/environment-variables.md', import.meta.url),
+      'utf8',
+    );
     const documented = new Set([...readme.matchAll(/^\| `([A-Z_<>]+)`/gm)].map((m) => m[1]));
     for (const line of readme.matchAll(/^\| `([A-Z_]+)`, `([A-Z_]+)`/gm)) documented.add(line[2]);
     const missing = ENVIRONMENT_VARIABLES.filter((name) => !documented.has(name));

@@ -24,7 +24,7 @@ const script = `
   import { join } from 'node:path';
   const loadedTiktoken = () =>
     Object.keys(createRequire(import.meta.url).cache).filter((file) => /[\\\\/]tiktoken[\\\\/]/.test(file));
-  const lib = await import(${here('../../lib/index.ts')});
+  const lib = { ...(await import(${here('../../lib/index.ts')})), ...(await import(${here('../../lib/entry-server.ts')})) };
   const { startOpenAIFake } = await import(${here('../../src/stand-ins/fakes/openai.ts')});
   const { default: vllm } = await import(${here('../../workers/vllm/server.ts')});
   const dir = mkdtempSync(join(tmpdir(), 'tsworker-lazy-'));

@@ -10,13 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  comfyuiWorkload,
-  ComfyUIRequest,
-  ConfigError,
-  resolveWorker,
-  type LoadSummary,
-} from '../../lib/index.ts';
+import { comfyuiWorkload, ComfyUIRequest } from '../../lib/index.ts';
+import { ConfigError, resolveWorker } from '../../lib/entry-server.ts';
+import { type LoadSummary } from '../../lib/entry-load-test.ts';
 import type { AccountingEvent } from '../../lib/metrics/accounting.ts';
 import { testLoadCommand } from '../../src/commands/test-load.ts';
 import { startComfyUIFake } from '../../src/stand-ins/fakes/comfyui.ts';

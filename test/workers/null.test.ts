@@ -12,9 +12,9 @@ import {
   resolveWorker,
   silentLogger,
   startWorker,
-  type LoadSummary,
   type RunningWorker,
-} from '../../lib/index.ts';
+} from '../../lib/entry-server.ts';
+import { type LoadSummary } from '../../lib/entry-load-test.ts';
 import type { AccountingEvent } from '../../lib/metrics/accounting.ts';
 import { testLoadCommand } from '../../src/commands/test-load.ts';
 import {

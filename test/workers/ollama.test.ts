@@ -9,14 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ConfigError,
-  ollamaHostUrl,
-  ollamaLoadTest,
-  resolveWorker,
-  type LoadSummary,
-  type WorkerFactory,
-} from '../../lib/index.ts';
+import { ollamaHostUrl, ollamaLoadTest, type WorkerFactory } from '../../lib/index.ts';
+import { ConfigError, resolveWorker } from '../../lib/entry-server.ts';
+import { type LoadSummary } from '../../lib/entry-load-test.ts';
 import { testLoadCommand } from '../../src/commands/test-load.ts';
 import type { FakeServerOptions } from '../../src/stand-ins/fakes/common.ts';
 import { OllamaFakeServer, startOllamaFake } from '../../src/stand-ins/fakes/ollama.ts';

@@ -8,13 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ConfigError,
-  LogAction,
-  resolveWorker,
-  TGI_LOG_ACTIONS,
-  type LoadSummary,
-} from '../../lib/index.ts';
+import { LogAction, TGI_LOG_ACTIONS } from '../../lib/index.ts';
+import { ConfigError, resolveWorker } from '../../lib/entry-server.ts';
+import { type LoadSummary } from '../../lib/entry-load-test.ts';
 import type { AccountingEvent } from '../../lib/metrics/accounting.ts';
 import { testLoadCommand } from '../../src/commands/test-load.ts';
 import type { FakeServerOptions } from '../../src/stand-ins/fakes/common.ts';

@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { LogAction, openaiWorker } from '../../../lib/index.ts';
 import {
   ConfigError,
-  LogAction,
-  openaiWorker,
   type ResolvedHandler,
   type ResolvedWorker,
-} from '../../../lib/index.ts';
+} from '../../../lib/entry-server.ts';
 
 const engine = openaiWorker({
   name: 'vllm',
