@@ -61,6 +61,8 @@ export interface ResolvedConfig {
    * gets the answer. 0 closes at once. @default 30
    */
   readonly refusedBodyLingerSeconds: number;
+  /** `REFUSED_BODY_LINGER_BYTES`: the most of a refused body read and thrown away. @default 128 MiB */
+  readonly refusedBodyLingerBytes: number;
   /** `MAX_CONNECTIONS_PER_LISTENER`: open client connections per listener. @default unlimited */
   readonly maxConnectionsPerListener: number | undefined;
   /** `BENCHMARK_CACHE`: where the benchmark result is kept. @default .has_benchmark */
@@ -199,6 +201,9 @@ const envSchema = z.object({
   HEADERS_TIMEOUT_SECONDS: positive.default(30),
   REQUEST_TIMEOUT_SECONDS: positive.default(300),
   REFUSED_BODY_LINGER_SECONDS: seconds.default(30),
+  REFUSED_BODY_LINGER_BYTES: wholeNumber
+    .nonnegative({ error: 'must be a whole number (0 or more)' })
+    .default(128 * 1024 * 1024),
   MAX_CONNECTIONS_PER_LISTENER: positiveInteger.optional(),
   BENCHMARK_CACHE: z.string().default('.has_benchmark'),
   TERMINATION_GRACE_PERIOD_SECONDS: seconds.default(300),
@@ -282,6 +287,8 @@ export const ENVIRONMENT_VARIABLE_DOCS: Readonly<Record<EnvironmentVariable, str
     'time a client has to send its whole request, never the answer (default 300)',
   REFUSED_BODY_LINGER_SECONDS:
     'after a 413, how long the rest of the body is read and discarded before closing (default 30)',
+  REFUSED_BODY_LINGER_BYTES:
+    'after a 413, the most of the rest of the body read and discarded (default 134217728, 128 MiB)',
   MAX_CONNECTIONS_PER_LISTENER: 'open client connections per listener (default unlimited)',
   BENCHMARK_CACHE: 'where the benchmark result is cached (default .has_benchmark)',
   TERMINATION_GRACE_PERIOD_SECONDS:
@@ -408,6 +415,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     headersTimeoutSeconds: data.HEADERS_TIMEOUT_SECONDS,
     requestTimeoutSeconds: data.REQUEST_TIMEOUT_SECONDS,
     refusedBodyLingerSeconds: data.REFUSED_BODY_LINGER_SECONDS,
+    refusedBodyLingerBytes: data.REFUSED_BODY_LINGER_BYTES,
     maxConnectionsPerListener: data.MAX_CONNECTIONS_PER_LISTENER,
     benchmarkCacheFile: data.BENCHMARK_CACHE,
     terminationGracePeriodSeconds: data.TERMINATION_GRACE_PERIOD_SECONDS,

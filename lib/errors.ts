@@ -130,7 +130,7 @@ export function bodyTooLarge(limitBytes: number): WorkerError {
     status: 413,
     code: 'TSW_ERR_BODY_TOO_LARGE',
     message: `request body exceeds ${limitBytes} bytes`,
-    // The rest of the body is never read, so the connection cannot be reused.
+    // The rest of the body is only drained for a while (lingerOnRefusedBody): never reused.
     headers: { connection: 'close' },
   });
 }

@@ -18,7 +18,13 @@ import {
 import { admit } from './admit.ts';
 import { signatureProblem } from './auth.ts';
 import type { InFlightRequests } from './in-flight.ts';
-import { BodyAbortedError, lingerOnRefusedBody, parseJson, readBody } from './parse.ts';
+import {
+  BodyAbortedError,
+  lingerOnRefusedBody,
+  parseJson,
+  readBody,
+  type RefusedBodyLinger,
+} from './parse.ts';
 import { sendError, sendJson, toWorkerError } from './respond.ts';
 import { validateEnvelope, type EnvelopeRules } from './validate.ts';
 import { measureWorkload } from './workload.ts';
@@ -73,8 +79,8 @@ export interface PipelineDeps {
   readonly observers: readonly RequestObserver[];
   /** `MAX_BODY_BYTES`: larger bodies get 413 and are not read. */
   readonly maxBodyBytes: number;
-  /** `REFUSED_BODY_LINGER_SECONDS` in milliseconds: see `lingerOnRefusedBody`. */
-  readonly refusedBodyLingerMs: number;
+  /** How much of a refused body is drained before closing: see `lingerOnRefusedBody`. */
+  readonly refusedBodyLinger: RefusedBodyLinger;
   /** Where a graceful drain finds the requests to wait for, and to abort when time is up. */
   readonly inFlight?: InFlightRequests;
 }
@@ -274,7 +280,7 @@ export function createPipeline(deps: PipelineDeps, handler: ResolvedHandler): Ro
       }
       if (failure !== undefined && !response.headersSent && !response.destroyed) {
         sendError(response, failure, requestId);
-        if (failure.status === 413) lingerOnRefusedBody(request, deps.refusedBodyLingerMs);
+        if (failure.status === 413) lingerOnRefusedBody(request, deps.refusedBodyLinger);
       } else if (!response.writableFinished) {
         // Headers are out: the only honest signal left is a broken stream.
         response.destroy();

@@ -63,28 +63,45 @@ export function readBody(request: IncomingMessage, limitBytes: number): Promise<
   });
 }
 
+/** How much of a refused body is read and thrown away before its connection closes. */
+export interface RefusedBodyLinger {
+  /** `REFUSED_BODY_LINGER_SECONDS` in milliseconds; 0 closes at once. */
+  readonly ms: number;
+  /** `REFUSED_BODY_LINGER_BYTES`; 0 closes at once. */
+  readonly bytes: number;
+}
+
 /**
- * After a 413 whose body is still arriving: reads and throws away the rest for at most `lingerMs`,
- * then closes, as nginx's lingering close does. Node would close the `Connection: close` socket as
- * soon as the answer is written; the kernel then answers the unread bytes with a reset, and a client
- * that writes its whole body before reading (Python's http.client) loses the 413 it was sent.
- * Nothing is kept, and the time is bounded whatever the client does.
+ * After a 413 whose body is still arriving: reads and throws away the rest, for at most
+ * `linger.ms` and `linger.bytes`, then closes, as nginx's lingering close and Go's server do. Node
+ * would close the `Connection: close` socket as soon as the answer is written; the kernel then
+ * answers the unread bytes with a reset, and a client that writes its whole body before reading
+ * (Python's http.client) loses the 413 it was sent. Nothing is kept, whatever the client does.
  */
-export function lingerOnRefusedBody(request: IncomingMessage, lingerMs: number): void {
-  if (request.complete || lingerMs <= 0) return;
+export function lingerOnRefusedBody(request: IncomingMessage, linger: RefusedBodyLinger): void {
+  if (request.complete || linger.ms <= 0 || linger.bytes <= 0) return;
   const socket = request.socket;
-  const timer = setTimeout(() => socket.destroy(), lingerMs);
+  const timer = setTimeout(() => socket.destroy(), linger.ms);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
-  // The client has sent everything, or gave up: close once the answer is out.
-  socket.once('end', () => {
+  // The body is all in, or the client gave up sending: nothing is left unread, so closing once the
+  // answer is out ends the connection cleanly.
+  const closeOnceAnswered = (): void => {
     if (socket.writableFinished) socket.destroy();
     else socket.once('finish', () => socket.destroy());
-  });
+  };
+  socket.once('end', closeOnceAnswered);
+  request.once('end', closeOnceAnswered);
   // Node calls destroySoon() once the answer is written: close our side only, and keep reading.
   socket.destroySoon = () => socket.end();
-  // As Node's own dump of an unread body: a reader left behind (hono's body stream) would pause it.
+  // A reader left behind (hono's body stream) would pause the body; flowing also keeps Node from
+  // dumping it, which would drop the counter.
   request.removeAllListeners('data');
+  let discarded = 0;
+  request.on('data', (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > linger.bytes) socket.destroy();
+  });
   request.resume();
 }
 

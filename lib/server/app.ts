@@ -21,7 +21,7 @@ import { mountSessionRoutes } from '../sessions/routes.ts';
 import { SessionStore } from '../sessions/store.ts';
 import type { ResolvedWorker } from '../worker.ts';
 import { mountHealthRoutes } from './health.ts';
-import { notFoundHandler, routeErrorHandler } from './on-error.ts';
+import { notFoundHandler, refusedBodyLinger, routeErrorHandler } from './on-error.ts';
 import { mountUpdateRoute, tokenMatches } from './update-route.ts';
 
 /** What the app is built from besides the definition and config; each is injected, never mocked. */
@@ -164,7 +164,7 @@ export function createWorkerApp(
     observers: runtime.observers,
     inFlight: runtime.inFlight,
     maxBodyBytes: config.maxBodyBytes,
-    refusedBodyLingerMs: config.refusedBodyLingerSeconds * 1000,
+    refusedBodyLinger: refusedBodyLinger(config),
   };
   const handlerRoutes = new Map(
     worker.handlers.map((handler) => [handler.route, createPipeline(pipelineDeps, handler)]),
@@ -245,7 +245,7 @@ export function createWorkerApp(
   }
   app.notFound(notFoundHandler);
   // The one error handler, shared with the plain /session/end listener.
-  app.onError(routeErrorHandler(logger, config.refusedBodyLingerSeconds * 1000));
+  app.onError(routeErrorHandler(logger, pipelineDeps.refusedBodyLinger));
 
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
   const listener = (request: IncomingMessage, response: ServerResponse): void => {

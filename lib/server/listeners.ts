@@ -15,7 +15,7 @@ import { bodyTooLarge, StartupError } from '../errors.ts';
 import { sessionEndHandler } from '../sessions/routes.ts';
 import type { WorkerRuntime } from './app.ts';
 import { listen } from '../internal/listen.ts';
-import { notFoundHandler, routeErrorHandler } from './on-error.ts';
+import { notFoundHandler, refusedBodyLinger, routeErrorHandler } from './on-error.ts';
 
 /** aiohttp's default client_max_size, which the reference's plain listener keeps (§3.1). */
 export const PLAIN_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -141,7 +141,7 @@ function plainListener(runtime: WorkerRuntime): NodeListener {
     sessionEndHandler(runtime),
   );
   app.notFound(notFoundHandler);
-  app.onError(routeErrorHandler(runtime.logger, runtime.config.refusedBodyLingerSeconds * 1000));
+  app.onError(routeErrorHandler(runtime.logger, refusedBodyLinger(runtime.config)));
   return getRequestListener(app.fetch, { overrideGlobalObjects: false });
 }
 

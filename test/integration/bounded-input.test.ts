@@ -47,6 +47,32 @@ async function writeFirstExchange(url: string, path: string, bodyBytes: number) 
   return { written, answer };
 }
 
+/**
+ * A client that sends a chunked body that never ends, one 8 KiB chunk after another, waiting
+ * `pauseMs` after each, until the server closes. Half-open allowed: the client does not close when
+ * the worker does.
+ */
+function sendEndlessBody(url: string, pauseMs: number) {
+  const { hostname, port } = new URL(url);
+  const socket: Socket = connect({ host: hostname, port: Number(port), allowHalfOpen: true });
+  let answer = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => (answer += chunk));
+  socket.on('error', () => undefined);
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  // Chunked, so the body has no end the worker could reach by reading it.
+  const chunk = Buffer.from(`2000\r\n${'x'.repeat(8192)}\r\n`);
+  const sendNext = (error?: Error | null): void => {
+    if (error != null || socket.destroyed) return;
+    const write = (): boolean => socket.write(chunk, sendNext);
+    if (pauseMs === 0) write();
+    else setTimeout(write, pauseMs);
+  };
+  socket.write('POST /generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n');
+  sendNext();
+  return { closed, answer: () => answer };
+}
+
 function nested(depth: number): string {
   return '['.repeat(depth) + ']'.repeat(depth);
 }
@@ -96,23 +122,10 @@ describe('bounded request bodies', () => {
   );
 
   it('closes a refused connection after REFUSED_BODY_LINGER_SECONDS when the body never ends', async () => {
-    const { hostname, port } = new URL(stack.worker.url);
-    // Half-open allowed: the client does not close when the worker does, and it sends forever.
-    const socket: Socket = connect({ host: hostname, port: Number(port), allowHalfOpen: true });
-    let answer = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (answer += chunk));
-    socket.on('error', () => undefined);
-    const closed = new Promise((resolve) => socket.once('close', resolve));
-    // Chunked, so the body has no end the worker could reach by reading it.
-    const chunk = Buffer.from(`2000\r\n${'x'.repeat(8192)}\r\n`);
-    const sendForever = (error?: Error | null): void => {
-      if (error == null && !socket.destroyed) socket.write(chunk, sendForever);
-    };
-    socket.write('POST /generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n');
-    sendForever();
+    // A trickle, a few MB/s at most: far below REFUSED_BODY_LINGER_BYTES, so only the time can end it.
+    const { closed, answer } = sendEndlessBody(stack.worker.url, 5);
     await closed;
-    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer()).toMatch(/^HTTP\/1\.1 413 /);
   });
 
   it('bounds the session routes too', async () => {
@@ -130,6 +143,26 @@ describe('bounded request bodies', () => {
       payload: { prompt: 'hello', max_response_tokens: 3 },
     });
     expect(response.status).toBe(200);
+  });
+});
+
+describe('a refused body that never ends, against a long linger', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startStack({
+      env: {
+        MAX_BODY_BYTES: '4096',
+        REFUSED_BODY_LINGER_SECONDS: '3600',
+        REFUSED_BODY_LINGER_BYTES: String(1 << 20),
+      },
+    });
+  });
+  afterAll(() => stack.close());
+
+  it('closes the connection after REFUSED_BODY_LINGER_BYTES discarded bytes', async () => {
+    const { closed, answer } = sendEndlessBody(stack.worker.url, 0);
+    await closed;
+    expect(answer()).toMatch(/^HTTP\/1\.1 413 /);
   });
 });
 

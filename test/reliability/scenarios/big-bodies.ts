@@ -194,7 +194,7 @@ async function bigBodies(
       writeFirstSaw413 === WRITE_FIRST_TRIES,
       `a client that sends its whole 100 MB body before reading (as Python's http.client does) ` +
         `saw the 413 in ${writeFirstSaw413}/${WRITE_FIRST_TRIES} tries, a broken pipe otherwise: ` +
-        `the worker closes with unread input, so the kernel resets the connection`,
+        `the worker must read and discard the rest of a refused body before closing`,
     )
     .check(
       peak - baseline <= PEAK_ALLOWANCE,

@@ -32,6 +32,8 @@ class Phases {
   hung = 0;
   /** Requests whose connection was closed with no answer at all: not even a status line. */
   readonly silent: string[] = [];
+  /** Answers with a status outside 100-599 (a model's own, passed through). */
+  readonly oddStatuses: string[] = [];
   #nextIdx = IDX_BASE;
   readonly #ticket: Ticket;
   readonly #clients: Dispatcher;
@@ -70,6 +72,10 @@ class Phases {
     }
     if (options.deadlineMs === undefined) this.hung += tally.get('deadline');
     if (tally.get('failed') > 0) this.silent.push(`${tally.get('failed')} in ${name}`);
+    const odd = outcomes.filter(
+      (o) => o.kind === 'answered' && (o.status < 100 || o.status > 599),
+    ).length;
+    if (odd > 0) this.oddStatuses.push(`${odd} in ${name}`);
     this.lines.push(`${name} ${tally.toString()}`);
     return tally;
   }
@@ -200,10 +206,14 @@ export const modelFaultsScenario: Scenario = {
         .check(phases.hung === 0, `${phases.hung} requests hung`)
         .check(
           phases.silent.length === 0,
-          `requests closed with no answer at all (${phases.silent.join(', ')}): when the model ` +
-            `sends its headers and then breaks before the first body byte, the worker has called ` +
-            `writeHead, so it destroys the response instead of answering 502, though nothing ` +
-            `reached the client`,
+          `requests closed with no answer at all (${phases.silent.join(', ')}): a model that ` +
+            `breaks before the first body byte must get the client a JSON 502, since nothing ` +
+            `had reached it`,
+        )
+        .check(
+          phases.oddStatuses.length === 0,
+          `answers with a status outside 100-599 (${phases.oddStatuses.join(', ')}): a model's ` +
+            `status no client can act on must become a JSON 502`,
         )
         .check(
           check.missing === 0,
