@@ -32,7 +32,7 @@ function reject(reason: string): VerifyOutcome {
  * Checks the signed `auth_data` ticket of a request (protocol §4, legacy §6.3).
  *
  * In `current` mode the signed message is only `{"url": ...}`, so every request to a worker carries
- * the same signature; verdicts are cached per (signature, message) and the RSA check runs once per
+ * the same signature; verdicts are cached per (url, signature) and the RSA check runs once per
  * key. In `legacy` mode every field but `signature` is signed, reqnums outside the window and exact
  * repeats of recently accepted messages are rejected, and nothing is cached.
  *
@@ -49,7 +49,7 @@ export class SignatureVerifier {
   readonly #cacheSize: number;
   #key: KeyObject | undefined;
   #maxReqnum = -1n;
-  /** Verdicts by `message + "\0" + signature`; Map order makes it an O(1) LRU. */
+  /** Verdicts by url (length-prefixed) and signature; Map order makes it an O(1) LRU. */
   readonly #cache = new Map<string, boolean>();
   /** Accepted legacy messages, oldest first; duplicates never get in, so a Set is enough. */
   readonly #history = new Set<string>();
@@ -97,10 +97,11 @@ export class SignatureVerifier {
     const url = authData['url'];
     if (typeof signature !== 'string') return reject('auth_data.signature must be a string');
     if (typeof url !== 'string') return reject('auth_data.url must be a string');
-    const message = canonicalMessage({ url }, 'current');
-
-    // The message is ensure_ascii JSON, so it never holds a raw NUL: the separator is unambiguous.
-    const cacheKey = message + '\0' + signature;
+    // The signed message is a function of the url alone, and one-to-one (canonicalMessage), so
+    // (url, signature) names exactly what the RSA check saw: the cache is looked up before the
+    // message is built. The url's length goes first, so no url or signature (either may hold a
+    // NUL) can pass for another pair.
+    const cacheKey = `${url.length}:${url}\0${signature}`;
     let outcome: VerifyOutcome;
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) {
@@ -108,7 +109,7 @@ export class SignatureVerifier {
       this.#cache.set(cacheKey, cached);
       outcome = cached ? ACCEPTED : MISMATCH;
     } else {
-      outcome = checkRsa(key, message, signature);
+      outcome = checkRsa(key, canonicalMessage({ url }, 'current'), signature);
       // Malformed base64 is cheap to re-detect; only RSA verdicts are worth a slot.
       if (outcome === ACCEPTED || outcome === MISMATCH) this.#remember(cacheKey, outcome.ok);
     }

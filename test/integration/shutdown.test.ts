@@ -194,6 +194,11 @@ describe('graceful drain of a spawned worker on SIGTERM', () => {
     spawned.child.kill('SIGTERM');
     expect(await spawned.exited).toEqual({ code: 143, signal: null });
     await expect(call.done).rejects.toThrow();
+    // Logged just before process.exit: log lines are batched, and the exit must flush the batch.
+    await waitFor(
+      () => spawned.lines.find((line) => line['message']?.toString().startsWith('second signal')),
+      { label: 'the line logged right before the exit' },
+    );
   });
 });
 

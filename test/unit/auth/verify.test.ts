@@ -155,6 +155,21 @@ describe('SignatureVerifier in current mode', () => {
     expect(verifier.verify(currentAuth({ signature, url: `${WORKER_URL}/` }), '').ok).toBe(false);
   });
 
+  it('does not let a url with a NUL pass for a cached (url, signature) pair', () => {
+    // The cache is keyed by url and signature, not by the message: a key joined only by a NUL
+    // would let this pair reuse the verdict of (WORKER_URL, signature).
+    // A NUL inside the signature is skipped by the lenient base64 decoder, so it still verifies.
+    const verifier = currentVerifier();
+    const valid = signUrl(WORKER_URL);
+    const signature = `${valid.slice(0, 8)}\0${valid.slice(8)}`;
+    expect(verifier.verify(currentAuth({ signature }), '')).toEqual({ ok: true });
+    const forged = currentAuth({
+      url: `${WORKER_URL}\0${valid.slice(0, 8)}`,
+      signature: valid.slice(8),
+    });
+    expect(verifier.verify(forged, '').ok).toBe(false);
+  });
+
   it('forgets cached verdicts when the key changes', () => {
     const verifier = currentVerifier();
     expect(verifier.verify(currentAuth(), '')).toEqual({ ok: true });
