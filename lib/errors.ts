@@ -25,11 +25,17 @@ export type ErrorCode =
   | 'TSW_ERR_UPDATE_FAILED'
   | 'TSW_ERR_INTERNAL';
 
+/**
+ * A code a worker chose for its own errors (`new WorkerError({ status: 409, code: 'SLOT_TAKEN', ... })`).
+ * Any string works; a worker's own codes should not start with `TSW_ERR_`, which are tsworker's.
+ */
+export type CustomErrorCode = string & {};
+
 export type JsonBody = { readonly [key: string]: unknown };
 
 export class WorkerError extends Error {
   readonly status: number;
-  readonly code: ErrorCode;
+  readonly code: ErrorCode | CustomErrorCode;
   readonly origin: ErrorOrigin;
   /** Extra response headers, such as `Retry-After`. */
   readonly headers: Readonly<Record<string, string>>;
@@ -37,7 +43,7 @@ export class WorkerError extends Error {
 
   constructor(options: {
     status: number;
-    code: ErrorCode;
+    code: ErrorCode | CustomErrorCode;
     message: string;
     origin?: ErrorOrigin;
     /** The exact wire body; defaults to `{error, code, origin}`. */
@@ -155,8 +161,12 @@ export function upstreamTimeout(detail: string, cause?: unknown): WorkerError {
   });
 }
 
-/** The handler's own code (predict, transforms) threw: a 500 that names the route. */
+/**
+ * The handler's own code (predict, transforms) threw: a 500 that names the route. A `WorkerError`
+ * it threw on purpose (say a 409 with the worker's own code) reaches the client as it is.
+ */
 export function handlerFailed(route: string, cause: unknown): WorkerError {
+  if (cause instanceof WorkerError) return cause;
   const detail = cause instanceof Error ? cause.message : String(cause);
   return new WorkerError({
     status: 500,
@@ -164,6 +174,37 @@ export function handlerFailed(route: string, cause: unknown): WorkerError {
     message: `handler for ${route} failed: ${detail}`,
     cause,
   });
+}
+
+/** 404 for a path no route serves. */
+export function notFound(method: string, path: string): WorkerError {
+  return new WorkerError({
+    status: 404,
+    code: 'TSW_ERR_NOT_FOUND',
+    message: `no route ${method} ${path}`,
+  });
+}
+
+/** 405 for a route that exists with other methods; `Allow` names them (RFC 9110 §15.5.6). */
+export function methodNotAllowed(method: string, allowed: string): WorkerError {
+  return new WorkerError({
+    status: 405,
+    code: 'TSW_ERR_METHOD_NOT_ALLOWED',
+    message: `method ${method} not allowed`,
+    headers: { allow: allowed },
+  });
+}
+
+/**
+ * The headers every error response carries, whichever path sends it: the error's own (such as
+ * `Retry-After`), the request id, and whether the worker or the model caused it.
+ */
+export function errorHeaders(error: WorkerError, requestId: string): Record<string, string> {
+  return {
+    'x-request-id': requestId,
+    'x-worker-error-source': error.origin,
+    ...error.headers,
+  };
 }
 
 export function internalError(cause: unknown): WorkerError {

@@ -233,6 +233,35 @@ function misspelledMembers(instance: object): string[] {
 
 const RESOLVING = Symbol('resolving');
 
+/** Throws one `DefinitionError` listing every problem with a handler's options. */
+function checkHandlerOptions(source: HandlerOptions<z.ZodType>): void {
+  const label = typeof source.route === 'string' ? source.route : '(no route)';
+  const checked = optionsSchema.safeParse({
+    route: source.route,
+    modelPath: source.modelPath,
+    unknownFields: source.unknownFields,
+    allowParallel: source.allowParallel,
+    maxQueueTime: source.maxQueueTime,
+    timeouts: source.timeouts,
+    benchmark: source.benchmark && {
+      dataset: source.benchmark.dataset,
+      runs: source.benchmark.runs,
+      concurrency: source.benchmark.concurrency,
+      warmup: source.benchmark.warmup,
+    },
+  });
+  const problems = [
+    ...unknownHandlerOptions(source),
+    ...(checked.error?.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`) ?? []),
+  ];
+  if (problems.length > 0) {
+    throw new DefinitionError(`handler ${label}: ${problems.join('; ')}`);
+  }
+  if (!(source.payload instanceof z.ZodType)) {
+    throw new DefinitionError(`handler ${label}: "payload" must be a zod schema`);
+  }
+}
+
 /**
  * The payload schema with `policy` applied to every plain `z.object` it contains: through
  * optional, nullable, default, catch and readonly wrappers, arrays, tuples, record values, unions
@@ -246,58 +275,56 @@ export function applyUnknownFields<Schema extends z.ZodType>(
 ): Schema {
   if (policy === 'strip') return schema;
   const catchall = policy === 'forward' ? z.unknown() : z.never();
-  type Node = z.core.$ZodType;
-  const done = new Map<Node, Node | typeof RESOLVING>();
-  const run = (node: Node): Node => {
-    const cached = done.get(node);
+  return new CatchallRewriter(catchall).run(schema) as Schema;
+}
+
+type SchemaNode = z.core.$ZodType;
+
+/** One pass of `applyUnknownFields`: each node rewritten once, unchanged nodes kept as they are. */
+class CatchallRewriter {
+  readonly #catchall: SchemaNode;
+  readonly #done = new Map<SchemaNode, SchemaNode | typeof RESOLVING>();
+
+  constructor(catchall: SchemaNode) {
+    this.#catchall = catchall;
+  }
+
+  run(node: SchemaNode): SchemaNode {
+    const cached = this.#done.get(node);
     // A cycle that does not go through z.lazy (a getter in a shape): resolve it at parse time.
-    if (cached === RESOLVING) return z.lazy(() => done.get(node) as z.ZodType);
+    if (cached === RESOLVING) return z.lazy(() => this.#done.get(node) as z.ZodType);
     if (cached !== undefined) return cached;
-    done.set(node, RESOLVING);
-    const rewritten = rewrite(node);
-    done.set(node, rewritten);
+    this.#done.set(node, RESOLVING);
+    const rewritten = this.#rewrite(node);
+    this.#done.set(node, rewritten);
     return rewritten;
-  };
-  const list = (nodes: readonly Node[]): Node[] | undefined => {
-    const mapped = nodes.map(run);
+  }
+
+  /** The nodes rewritten, or undefined when none changed. */
+  #list(nodes: readonly SchemaNode[]): SchemaNode[] | undefined {
+    const mapped = nodes.map((node) => this.run(node));
     return mapped.some((m, i) => m !== nodes[i]) ? mapped : undefined;
-  };
-  const clone = (node: Node, changes: object): Node =>
-    z.core.clone(node, { ...node._zod.def, ...changes } as typeof node._zod.def);
-  const rewrite = (node: Node): Node => {
+  }
+
+  /** `node` with one child rewritten, or `node` itself when the child did not change. */
+  #withChild(node: SchemaNode, key: string, child: SchemaNode): SchemaNode {
+    const mapped = this.run(child);
+    return mapped === child ? node : clone(node, { [key]: mapped });
+  }
+
+  #rewrite(node: SchemaNode): SchemaNode {
     const def = node._zod.def;
     switch (def.type) {
-      case 'object': {
-        const { shape, catchall: own } = def as z.core.$ZodObjectDef;
-        const keys = Object.keys(shape);
-        const values = list(keys.map((key) => shape[key] as Node));
-        const newCatchall = own === undefined ? catchall : run(own);
-        if (values === undefined && newCatchall === own) return node;
-        // An unchanged shape is kept as it is, getters (recursive schemas) included.
-        const newShape = values
-          ? Object.fromEntries(keys.map((key, i) => [key, values[i]]))
-          : shape;
-        return clone(node, { shape: newShape, catchall: newCatchall });
-      }
-      case 'array': {
-        const { element } = def as z.core.$ZodArrayDef;
-        const mapped = run(element);
-        return mapped === element ? node : clone(node, { element: mapped });
-      }
-      case 'tuple': {
-        const { items, rest } = def as z.core.$ZodTupleDef;
-        const newItems = list(items);
-        const newRest = rest ? run(rest) : rest;
-        if (newItems === undefined && newRest === rest) return node;
-        return clone(node, { items: newItems ?? items, rest: newRest });
-      }
-      case 'record': {
-        const { valueType } = def as z.core.$ZodRecordDef;
-        const mapped = run(valueType);
-        return mapped === valueType ? node : clone(node, { valueType: mapped });
-      }
+      case 'object':
+        return this.#object(node, def as z.core.$ZodObjectDef);
+      case 'array':
+        return this.#withChild(node, 'element', (def as z.core.$ZodArrayDef).element);
+      case 'tuple':
+        return this.#tuple(node, def as z.core.$ZodTupleDef);
+      case 'record':
+        return this.#withChild(node, 'valueType', (def as z.core.$ZodRecordDef).valueType);
       case 'union': {
-        const options = list((def as z.core.$ZodUnionDef).options);
+        const options = this.#list((def as z.core.$ZodUnionDef).options);
         return options === undefined ? node : clone(node, { options });
       }
       case 'optional':
@@ -306,27 +333,46 @@ export function applyUnknownFields<Schema extends z.ZodType>(
       case 'prefault':
       case 'catch':
       case 'readonly':
-      case 'nonoptional': {
-        const { innerType } = def as z.core.$ZodOptionalDef;
-        const mapped = run(innerType);
-        return mapped === innerType ? node : clone(node, { innerType: mapped });
-      }
+      case 'nonoptional':
+        return this.#withChild(node, 'innerType', (def as z.core.$ZodOptionalDef).innerType);
       case 'pipe': {
         const { in: input, out } = def as z.core.$ZodPipeDef;
-        const newIn = run(input);
-        const newOut = run(out);
+        const newIn = this.run(input);
+        const newOut = this.run(out);
         return newIn === input && newOut === out ? node : clone(node, { in: newIn, out: newOut });
       }
       case 'lazy': {
         const { getter } = def as z.core.$ZodLazyDef;
         // A fresh def: the original caches its resolved inner schema on itself.
-        return z.core.clone(node, { type: 'lazy', getter: () => run(getter()) } as typeof def);
+        return z.core.clone(node, { type: 'lazy', getter: () => this.run(getter()) } as typeof def);
       }
       default:
         return node;
     }
-  };
-  return run(schema) as Schema;
+  }
+
+  #object(node: SchemaNode, def: z.core.$ZodObjectDef): SchemaNode {
+    const { shape, catchall: own } = def;
+    const keys = Object.keys(shape);
+    const values = this.#list(keys.map((key) => shape[key] as SchemaNode));
+    const newCatchall = own === undefined ? this.#catchall : this.run(own);
+    if (values === undefined && newCatchall === own) return node;
+    // An unchanged shape is kept as it is, getters (recursive schemas) included.
+    const newShape = values ? Object.fromEntries(keys.map((key, i) => [key, values[i]])) : shape;
+    return clone(node, { shape: newShape, catchall: newCatchall });
+  }
+
+  #tuple(node: SchemaNode, def: z.core.$ZodTupleDef): SchemaNode {
+    const { items, rest } = def;
+    const newItems = this.#list(items);
+    const newRest = rest ? this.run(rest) : rest;
+    if (newItems === undefined && newRest === rest) return node;
+    return clone(node, { items: newItems ?? items, rest: newRest });
+  }
+}
+
+function clone(node: SchemaNode, changes: object): SchemaNode {
+  return z.core.clone(node, { ...node._zod.def, ...changes } as typeof node._zod.def);
 }
 
 const routeSchema = z.string().regex(/^\/[^\s?#]*$/, 'must start with "/" and have no query');
@@ -387,32 +433,7 @@ export function defineHandler<Schema extends z.ZodType>(
     );
   }
   const source = definition as HandlerOptions<Schema>;
-  const label = typeof source.route === 'string' ? source.route : '(no route)';
-  const unknown = unknownHandlerOptions(source);
-  const checked = optionsSchema.safeParse({
-    route: source.route,
-    modelPath: source.modelPath,
-    unknownFields: source.unknownFields,
-    allowParallel: source.allowParallel,
-    maxQueueTime: source.maxQueueTime,
-    timeouts: source.timeouts,
-    benchmark: source.benchmark && {
-      dataset: source.benchmark.dataset,
-      runs: source.benchmark.runs,
-      concurrency: source.benchmark.concurrency,
-      warmup: source.benchmark.warmup,
-    },
-  });
-  const problems = [
-    ...unknown,
-    ...(checked.error?.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`) ?? []),
-  ];
-  if (problems.length > 0) {
-    throw new DefinitionError(`handler ${label}: ${problems.join('; ')}`);
-  }
-  if (!(source.payload instanceof z.ZodType)) {
-    throw new DefinitionError(`handler ${label}: "payload" must be a zod schema`);
-  }
+  checkHandlerOptions(source);
   const route = source.route;
   const workload = optionalFunction<(payload: unknown) => number | Promise<number>>(
     route,

@@ -161,15 +161,7 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
     throw new DefinitionError(`worker ${source.name}: "handlers" must list at least one handler`);
   }
   const handlers = source.handlers.map((handler) => defineHandler(handler));
-  const seen = new Set<string>();
-  for (const route of [
-    ...handlers.map((h) => `POST ${h.route}`),
-    ...(source.extraRoutes ?? []).map((r) => `${r.method} ${r.path}`),
-  ]) {
-    if (seen.has(route))
-      throw new DefinitionError(`worker ${source.name}: route ${route} is defined twice`);
-    seen.add(route);
-  }
+  checkRoutesUnique(source, handlers);
   const benchmarked = handlers.filter((h) => h.benchmark !== undefined);
   if (benchmarked.length > 1) {
     throw new DefinitionError(
@@ -183,18 +175,7 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
     );
   }
   const maxSessions = source.maxSessions === undefined ? 10 : source.maxSessions;
-  const actions = source.logActions ?? {};
-  for (const key of LOG_ACTION_KEYS) {
-    const patterns: unknown = (actions as Readonly<Record<string, unknown>>)[key];
-    if (
-      patterns !== undefined &&
-      !(Array.isArray(patterns) && patterns.every((p) => typeof p === 'string'))
-    ) {
-      throw new DefinitionError(
-        `worker ${source.name}: "logActions.${key}" must be a list of strings`,
-      );
-    }
-  }
+  const actions = checkedLogActions(source);
   return Object.freeze({
     kind: 'resolved-worker',
     name: source.name,
@@ -241,6 +222,36 @@ export interface WorkerFactory {
  *   handlers: [generate],
  * }));
  */
+/** Each route (method and path, handler and extra routes together) is defined once. */
+function checkRoutesUnique(source: WorkerOptions, handlers: readonly ResolvedHandler[]): void {
+  const seen = new Set<string>();
+  for (const route of [
+    ...handlers.map((h) => `POST ${h.route}`),
+    ...(source.extraRoutes ?? []).map((r) => `${r.method} ${r.path}`),
+  ]) {
+    if (seen.has(route))
+      throw new DefinitionError(`worker ${source.name}: route ${route} is defined twice`);
+    seen.add(route);
+  }
+}
+
+/** `logActions`, each a list of strings when given. */
+function checkedLogActions(source: WorkerOptions): NonNullable<WorkerOptions['logActions']> {
+  const actions = source.logActions ?? {};
+  for (const key of LOG_ACTION_KEYS) {
+    const patterns: unknown = (actions as Readonly<Record<string, unknown>>)[key];
+    if (
+      patterns !== undefined &&
+      !(Array.isArray(patterns) && patterns.every((p) => typeof p === 'string'))
+    ) {
+      throw new DefinitionError(
+        `worker ${source.name}: "logActions.${key}" must be a list of strings`,
+      );
+    }
+  }
+  return actions;
+}
+
 export function defineWorkerFactory(
   name: string,
   create: (env: WorkerEnv) => WorkerOptions | ResolvedWorker,

@@ -5,35 +5,21 @@
  * autoscaler cannot see: records are keyed by an internal id, not by reqnum (§12.12), and the set of
  * received reqnums is bounded while the reported count stays the same.
  */
+import type {
+  RejectionReason,
+  RequestLifecycle,
+  RequestRecord,
+  NewRequest,
+} from '../lifecycle/record.ts';
 
-export type RequestStatus = 'Created' | 'Started' | 'Success' | 'Error' | 'Cancelled' | 'Rejected';
-
-export interface RequestRecord {
-  /** Unique within the process; reqnums from clients may repeat. */
-  readonly id: number;
-  readonly route: string;
-  readonly requestIdx: number | null;
-  readonly reqnum: number | null;
-  readonly workload: number;
-  /** A request inside a session: counts workload, but never enters the in-flight map (§8.1). */
-  readonly inSession: boolean;
-  /** The session-level record made by /session/create. */
-  readonly isSession: boolean;
-  status: RequestStatus;
-  success: boolean;
-  errorMessage: string | undefined;
-  /** Epoch seconds. */
-  readonly enteredQueueAt: number;
-  workStartedAt: number | null;
-  workCompletedAt: number | null;
-}
+export type { RequestRecord, RequestStatus } from '../lifecycle/record.ts';
 
 export type AccountingEvent =
   | { kind: 'created'; record: RequestRecord }
   | {
       kind: 'rejected';
       record: RequestRecord;
-      reason: 'unauthorized' | 'overloaded' | 'session-cap' | 'draining';
+      reason: RejectionReason;
     }
   | { kind: 'started'; record: RequestRecord }
   | { kind: 'work-started'; record: RequestRecord }
@@ -54,7 +40,7 @@ export interface IntervalCounters {
 /** How many recent reqnums are remembered to recognise a repeat; older repeats count as new. */
 const RECEIVED_WINDOW = 10_000;
 
-export class Accounting {
+export class Accounting implements RequestLifecycle {
   readonly interval: IntervalCounters = {
     served: 0,
     received: 0,
@@ -108,14 +94,7 @@ export class Accounting {
     };
   }
 
-  create(fields: {
-    route: string;
-    requestIdx: number | null;
-    reqnum: number | null;
-    workload: number;
-    inSession?: boolean;
-    isSession?: boolean;
-  }): RequestRecord {
+  create(fields: NewRequest): RequestRecord {
     const record: RequestRecord = {
       id: this.#nextId++,
       route: fields.route,
@@ -135,10 +114,7 @@ export class Accounting {
     return record;
   }
 
-  rejected(
-    record: RequestRecord,
-    reason: 'unauthorized' | 'overloaded' | 'session-cap' | 'draining',
-  ): void {
+  rejected(record: RequestRecord, reason: RejectionReason): void {
     this.interval.rejected += record.workload;
     this.totals.rejected += record.workload;
     record.status = 'Rejected';

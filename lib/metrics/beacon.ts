@@ -1,7 +1,7 @@
 import { publicUrl, type ResolvedConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { AutoscalerClient } from './autoscaler-client.ts';
-import { PROTOCOL_VERSION, type WorkerStatus } from './reporter.ts';
+import { emptyWorkerStatus, type WorkerStatus } from './reporter.ts';
 
 export interface ErrorBeacon {
   /** Reports delivered so far. */
@@ -27,23 +27,12 @@ export function startErrorBeacon(
     logger: log,
   });
   const body: WorkerStatus = {
-    id: config.containerId,
-    mtoken: config.masterToken ?? null,
-    version: PROTOCOL_VERSION,
-    loadtime: 0,
-    cur_load: 0,
-    rej_load: 0,
-    new_load: 0,
+    ...emptyWorkerStatus({
+      id: config.containerId,
+      mtoken: config.masterToken ?? null,
+      url: publicUrl(config),
+    }),
     error_msg: `Worker Server failed to launch: ${reason}`,
-    max_perf: 0,
-    cur_perf: 0,
-    cur_capacity: 0,
-    max_capacity: 0,
-    num_requests_working: 0,
-    num_requests_recieved: 0,
-    additional_disk_usage: 0,
-    working_request_idxs: [],
-    url: publicUrl(config),
   };
   let sent = 0;
   let stopped = false;

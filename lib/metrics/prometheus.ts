@@ -3,7 +3,7 @@ import type { RequestSummary } from '../pipeline/index.ts';
 import type { FifoQueue } from '../queue/index.ts';
 import { estimatedWaitSeconds } from '../queue/index.ts';
 import type { ReadinessPhase, ReadinessState } from '../readiness/state.ts';
-import type { Accounting } from './accounting.ts';
+import type { Accounting, AccountingEvent } from './accounting.ts';
 
 export interface PrometheusSources {
   readonly accounting: Accounting;
@@ -40,121 +40,172 @@ const LATENCY_BUCKETS = [
 export function createPrometheusMetrics(sources: PrometheusSources): PrometheusMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const { accounting, readiness, fifo } = sources;
-
   new Gauge({
     name: 'tsworker_build_info',
     help: 'Always 1; the labels say which tsworker version runs which worker.',
     labelNames: ['version', 'worker'] as const,
     registers: [registry],
   }).set({ version: sources.build.version, worker: sources.build.worker }, 1);
+  const observe = requestMetrics(registry);
+  workloadMetrics(registry, sources.accounting);
+  loadGauges(registry, sources);
+  readinessGauges(registry, sources.readiness);
+  followingCounters(registry, sources);
+  return { registry, observe };
+}
 
+function latencyHistogram(registry: Registry, name: string, help: string) {
+  return new Histogram({
+    name,
+    help,
+    labelNames: ['route'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+}
+
+type Child<T> = { inc(value?: number): void } & T;
+interface RouteHistograms {
+  readonly queue: { observe(value: number): void };
+  readonly ttfb: { observe(value: number): void };
+  readonly duration: { observe(value: number): void };
+}
+
+/**
+ * Per-request counters and latency histograms. The labelled children are looked up once per
+ * route (and route, outcome, status), then reused: no label objects built per request.
+ */
+function requestMetrics(registry: Registry): (summary: RequestSummary) => void {
   const requests = new Counter({
     name: 'tsworker_requests_total',
     help: 'Requests by route, HTTP status and outcome (success, error, cancelled, rejected: refused by auth, admission or a drain, invalid).',
     labelNames: ['route', 'status', 'outcome'] as const,
     registers: [registry],
   });
-  const queueSeconds = new Histogram({
-    name: 'tsworker_request_queue_seconds',
-    help: 'Time from arrival until the work started (FIFO wait included).',
-    labelNames: ['route'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [registry],
-  });
-  const ttfbSeconds = new Histogram({
-    name: 'tsworker_request_first_byte_seconds',
-    help: 'Time from arrival until the response headers were sent.',
-    labelNames: ['route'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [registry],
-  });
-  const durationSeconds = new Histogram({
-    name: 'tsworker_request_duration_seconds',
-    help: 'Time from arrival until the response was finished.',
-    labelNames: ['route'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [registry],
-  });
+  const queueSeconds = latencyHistogram(
+    registry,
+    'tsworker_request_queue_seconds',
+    'Time from arrival until the work started (FIFO wait included).',
+  );
+  const ttfbSeconds = latencyHistogram(
+    registry,
+    'tsworker_request_first_byte_seconds',
+    'Time from arrival until the response headers were sent.',
+  );
+  const durationSeconds = latencyHistogram(
+    registry,
+    'tsworker_request_duration_seconds',
+    'Time from arrival until the response was finished.',
+  );
+  const histograms = new Map<string, RouteHistograms>();
+  const counters = new Map<string, Child<object>>();
+  return (summary) => {
+    const route = summary.route;
+    const key = `${route} ${summary.outcome} ${summary.status}`;
+    let counter = counters.get(key);
+    if (counter === undefined) {
+      counter = requests.labels(route, String(summary.status), summary.outcome);
+      counters.set(key, counter);
+    }
+    let perRoute = histograms.get(route);
+    if (perRoute === undefined) {
+      perRoute = {
+        queue: queueSeconds.labels(route),
+        ttfb: ttfbSeconds.labels(route),
+        duration: durationSeconds.labels(route),
+      };
+      histograms.set(route, perRoute);
+    }
+    counter.inc();
+    perRoute.duration.observe(summary.totalMs / 1000);
+    if (summary.queueMs !== undefined) perRoute.queue.observe(summary.queueMs / 1000);
+    if (summary.ttfbMs !== undefined) perRoute.ttfb.observe(summary.ttfbMs / 1000);
+  };
+}
+
+const WORKLOAD_KINDS = ['received', 'served', 'cancelled', 'errored', 'rejected'] as const;
+type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
+/** Which accounting event moves which workload counter. */
+const WORKLOAD_KIND_OF: Partial<Record<AccountingEvent['kind'], WorkloadKind>> = {
+  started: 'received',
+  succeeded: 'served',
+  cancelled: 'cancelled',
+  errored: 'errored',
+  rejected: 'rejected',
+};
+
+function workloadMetrics(registry: Registry, accounting: Accounting): void {
   const workload = new Counter({
     name: 'tsworker_workload_total',
     help: 'Workload units by what happened to them: received, served, cancelled, errored, rejected.',
     labelNames: ['kind'] as const,
     registers: [registry],
   });
-  for (const kind of ['received', 'served', 'cancelled', 'errored', 'rejected'])
-    workload.inc({ kind }, 0);
+  const children = new Map<WorkloadKind, Child<object>>();
+  for (const kind of WORKLOAD_KINDS) {
+    const child = workload.labels(kind);
+    child.inc(0);
+    children.set(kind, child);
+  }
   accounting.subscribe((event) => {
-    const amount = event.record.workload;
-    switch (event.kind) {
-      case 'started':
-        workload.inc({ kind: 'received' }, amount);
-        break;
-      case 'succeeded':
-        workload.inc({ kind: 'served' }, amount);
-        break;
-      case 'cancelled':
-        workload.inc({ kind: 'cancelled' }, amount);
-        break;
-      case 'errored':
-        workload.inc({ kind: 'errored' }, amount);
-        break;
-      case 'rejected':
-        workload.inc({ kind: 'rejected' }, amount);
-        break;
-      default:
-        break;
-    }
+    const kind = WORKLOAD_KIND_OF[event.kind];
+    if (kind !== undefined) children.get(kind)?.inc(event.record.workload);
   });
+}
 
+/** A gauge without labels whose value is read at scrape time. */
+function gaugeOf(registry: Registry, name: string, help: string, read: () => number): void {
   new Gauge({
-    name: 'tsworker_inflight_requests',
-    help: 'Requests admitted and not finished (queued or running), sessions included.',
+    name,
+    help,
     registers: [registry],
     collect() {
-      this.set(accounting.inFlight.size);
+      this.set(read());
     },
   });
-  new Gauge({
-    name: 'tsworker_queued_requests',
-    help: 'Requests waiting for their turn in the FIFO.',
-    registers: [registry],
-    collect() {
-      this.set(fifo.waiting);
-    },
-  });
-  new Gauge({
-    name: 'tsworker_inflight_workload',
-    help: 'Workload of in-flight requests and open sessions (cur_load).',
-    registers: [registry],
-    collect() {
-      this.set(accounting.currentLoad());
-    },
-  });
-  new Gauge({
-    name: 'tsworker_queued_workload',
-    help: 'Workload of admitted requests that counts toward the estimated wait.',
-    registers: [registry],
-    collect() {
-      this.set(accounting.queuedWorkload);
-    },
-  });
-  new Gauge({
-    name: 'tsworker_estimated_wait_seconds',
-    help: 'Estimated wait for a new request: queued workload over throughput.',
-    registers: [registry],
-    collect() {
-      this.set(estimatedWaitSeconds(accounting.queuedWorkload, sources.throughput()));
-    },
-  });
-  new Gauge({
-    name: 'tsworker_max_perf',
-    help: 'Benchmarked capacity in workload units per second (max_perf); 0 until measured.',
-    registers: [registry],
-    collect() {
-      this.set(readiness.maxPerf);
-    },
-  });
+}
+
+function loadGauges(registry: Registry, sources: PrometheusSources): void {
+  const { accounting, fifo } = sources;
+  gaugeOf(
+    registry,
+    'tsworker_inflight_requests',
+    'Requests admitted and not finished (queued or running), sessions included.',
+    () => accounting.inFlight.size,
+  );
+  gaugeOf(
+    registry,
+    'tsworker_queued_requests',
+    'Requests waiting for their turn in the FIFO.',
+    () => fifo.waiting,
+  );
+  gaugeOf(
+    registry,
+    'tsworker_inflight_workload',
+    'Workload of in-flight requests and open sessions (cur_load).',
+    () => accounting.currentLoad(),
+  );
+  gaugeOf(
+    registry,
+    'tsworker_queued_workload',
+    'Workload of admitted requests that counts toward the estimated wait.',
+    () => accounting.queuedWorkload,
+  );
+  gaugeOf(
+    registry,
+    'tsworker_estimated_wait_seconds',
+    'Estimated wait for a new request: queued workload over throughput.',
+    () => estimatedWaitSeconds(accounting.queuedWorkload, sources.throughput()),
+  );
+}
+
+function readinessGauges(registry: Registry, readiness: ReadinessState): void {
+  gaugeOf(
+    registry,
+    'tsworker_max_perf',
+    'Benchmarked capacity in workload units per second (max_perf); 0 until measured.',
+    () => readiness.maxPerf,
+  );
   new Gauge({
     name: 'tsworker_readiness_state',
     help: 'Readiness phase: 1 for the current phase, 0 for the others.',
@@ -164,46 +215,37 @@ export function createPrometheusMetrics(sources: PrometheusSources): PrometheusM
       for (const phase of PHASES) this.set({ phase }, readiness.phase === phase ? 1 : 0);
     },
   });
-  new Gauge({
-    name: 'tsworker_draining',
-    help: '1 while the worker drains for shutdown.',
-    registers: [registry],
-    collect() {
-      this.set(readiness.draining ? 1 : 0);
-    },
-  });
-  let errorsCounted = 0;
-  new Counter({
-    name: 'tsworker_model_errors_total',
-    help: 'Model errors seen (error log lines, failed healthchecks, failed start-up steps).',
-    registers: [registry],
-    collect() {
-      const seen = readiness.errorCount;
-      if (seen > errorsCounted) this.inc(seen - errorsCounted);
-      errorsCounted = seen;
-    },
-  });
+  gaugeOf(registry, 'tsworker_draining', '1 while the worker drains for shutdown.', () =>
+    readiness.draining ? 1 : 0,
+  );
+}
 
-  let droppedCounted = 0;
+/** A counter that follows a running total kept elsewhere, caught up at scrape time. */
+function counterFollowing(registry: Registry, name: string, help: string, total: () => number) {
+  let counted = 0;
   new Counter({
-    name: 'tsworker_delete_requests_dropped_total',
-    help: 'Finished requests never reported to /delete_requests/: the autoscaler stayed unreachable past MAX_PENDING_DELETE_REQUESTS.',
+    name,
+    help,
     registers: [registry],
     collect() {
-      const dropped = accounting.droppedDeletes;
-      if (dropped > droppedCounted) this.inc(dropped - droppedCounted);
-      droppedCounted = dropped;
+      const seen = total();
+      if (seen > counted) this.inc(seen - counted);
+      counted = seen;
     },
   });
+}
 
-  return {
+function followingCounters(registry: Registry, sources: PrometheusSources): void {
+  counterFollowing(
     registry,
-    observe(summary) {
-      const route = summary.route;
-      requests.inc({ route, status: String(summary.status), outcome: summary.outcome });
-      durationSeconds.observe({ route }, summary.totalMs / 1000);
-      if (summary.queueMs !== undefined) queueSeconds.observe({ route }, summary.queueMs / 1000);
-      if (summary.ttfbMs !== undefined) ttfbSeconds.observe({ route }, summary.ttfbMs / 1000);
-    },
-  };
+    'tsworker_model_errors_total',
+    'Model errors seen (error log lines, failed healthchecks, failed start-up steps).',
+    () => sources.readiness.errorCount,
+  );
+  counterFollowing(
+    registry,
+    'tsworker_delete_requests_dropped_total',
+    'Finished requests never reported to /delete_requests/: the autoscaler stayed unreachable past MAX_PENDING_DELETE_REQUESTS.',
+    () => sources.accounting.droppedDeletes,
+  );
 }

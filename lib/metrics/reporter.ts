@@ -29,6 +29,31 @@ export interface WorkerStatus {
   url: string;
 }
 
+/** A status with no load, no capacity and no error, in the wire's field order: fill in the rest. */
+export function emptyWorkerStatus(
+  identity: Pick<WorkerStatus, 'id' | 'mtoken' | 'url'>,
+): WorkerStatus {
+  return {
+    id: identity.id,
+    mtoken: identity.mtoken,
+    version: PROTOCOL_VERSION,
+    loadtime: 0,
+    cur_load: 0,
+    rej_load: 0,
+    new_load: 0,
+    error_msg: '',
+    max_perf: 0,
+    cur_perf: 0,
+    cur_capacity: 0,
+    max_capacity: 0,
+    num_requests_working: 0,
+    num_requests_recieved: 0,
+    additional_disk_usage: 0,
+    working_request_idxs: [],
+    url: identity.url,
+  };
+}
+
 /** One entry of the newest `/delete_requests/` format (protocol §13.1). */
 export interface DeleteRequestEntry {
   request_idx: number;

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { internalError, WorkerError } from '../errors.ts';
+import { errorHeaders, internalError, WorkerError } from '../errors.ts';
 
 /** Any thrown value as the error the client sees: a WorkerError as it is, anything else a masked 500. */
 export function toWorkerError(error: unknown): WorkerError {
@@ -15,9 +15,7 @@ export function sendError(response: ServerResponse, error: WorkerError, requestI
   response.writeHead(error.status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
-    'x-request-id': requestId,
-    'x-worker-error-source': error.origin,
-    ...error.headers,
+    ...errorHeaders(error, requestId),
   });
   response.end(body);
 }

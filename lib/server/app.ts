@@ -5,19 +5,25 @@ import { bodyLimit } from 'hono/body-limit';
 import type { Dispatcher } from 'undici';
 import { SignatureVerifier } from '../auth/index.ts';
 import { publicUrl, tsworkerVersion, type ResolvedConfig } from '../config.ts';
-import { bodyTooLarge, DefinitionError, WorkerError } from '../errors.ts';
+import { bodyTooLarge, DefinitionError, methodNotAllowed, WorkerError } from '../errors.ts';
 import { hotPathLogger, silentLogger, type Logger } from '../log.ts';
 import { Accounting } from '../metrics/accounting.ts';
 import { createPrometheusMetrics } from '../metrics/prometheus.ts';
-import { Reporter } from '../metrics/reporter.ts';
+import { Reporter, type ReporterOptions } from '../metrics/reporter.ts';
 import { currentThroughput } from '../pipeline/admit.ts';
 import { envelopeRulesFor } from '../pipeline/validate.ts';
 import { InFlightRequests } from '../pipeline/in-flight.ts';
-import { createPipeline, type RequestObserver, type RequestSummary } from '../pipeline/index.ts';
+import {
+  createPipeline,
+  type PipelineDeps,
+  type RequestObserver,
+  type RequestSummary,
+  type RouteHandler,
+} from '../pipeline/index.ts';
 import { basePath, createModelPool, describeUpstreamError } from '../proxy/index.ts';
 import { FifoQueue } from '../queue/index.ts';
 import { ReadinessState } from '../readiness/state.ts';
-import { mountSessionRoutes } from '../sessions/routes.ts';
+import { mountSessionRoutes } from './session-routes.ts';
 import { SessionStore } from '../sessions/store.ts';
 import type { ResolvedWorker } from '../worker.ts';
 import { mountHealthRoutes } from './health.ts';
@@ -91,81 +97,9 @@ export function createWorkerApp(
   config: ResolvedConfig,
   deps: WorkerDeps = {},
 ): WorkerApp {
-  const reserved = new Set<string>(RESERVED_PATHS);
-  for (const path of [
-    ...worker.handlers.map((h) => h.route),
-    ...worker.extraRoutes.map((r) => r.path),
-  ]) {
-    if (reserved.has(path)) {
-      throw new DefinitionError(
-        `worker ${worker.name}: route ${path} clashes with a route tsworker serves itself`,
-      );
-    }
-  }
-  const logger = deps.logger ?? silentLogger();
-  const now = deps.now ?? Date.now;
-  const modelServerUrl = config.modelServerUrl ?? worker.modelServerUrl;
-  let boundPort: number | undefined;
-  const accounting = new Accounting({ now });
-  const readiness = new ReadinessState({ now });
-  const reportedUrl = (): string =>
-    publicUrl(boundPort === undefined ? config : { ...config, publicPort: boundPort });
-  const runtime: WorkerRuntime = {
-    worker,
-    config,
-    modelServerUrl,
-    logger,
-    accounting,
-    readiness,
-    fifo: new FifoQueue(),
-    sessions: new SessionStore({ now }),
-    dispatcher:
-      deps.dispatcher ?? createModelPool(modelServerUrl, { connections: config.maxConnections }),
-    verifier: config.unsecured ? undefined : new SignatureVerifier({ mode: config.authMode }),
-    assumedThroughput: config.assumedThroughput ?? worker.assumedThroughput,
-    now,
-    observers: [requestLogger(logger)],
-    publicUrl: reportedUrl,
-    setBoundPort: (port) => {
-      if (config.publicPort === 0) boundPort = port;
-    },
-    reporter:
-      config.reportAddrs.length === 0
-        ? undefined
-        : new Reporter({
-            addrs: config.reportAddrs,
-            workerId: config.containerId,
-            mtoken: config.masterToken,
-            url: reportedUrl,
-            accounting,
-            readiness,
-            logger,
-            now,
-            tickMs: config.timings.reportTick * 1000,
-            idleMs: config.timings.reportIdle * 1000,
-            timeoutMs: config.timings.reportTimeout * 1000,
-            retryDelayMs: config.timings.reportRetryDelay * 1000,
-            maxPendingDeletes: config.maxPendingDeletes,
-          }),
-    inFlight: new InFlightRequests(),
-  };
-
-  const pipelineDeps = {
-    accounting: runtime.accounting,
-    readiness: runtime.readiness,
-    fifo: runtime.fifo,
-    dispatcher: runtime.dispatcher,
-    modelBasePath: basePath(modelServerUrl),
-    verifier: runtime.verifier,
-    sessions: runtime.sessions,
-    logger,
-    envelopeRules: envelopeRulesFor(config),
-    assumedThroughput: runtime.assumedThroughput,
-    observers: runtime.observers,
-    inFlight: runtime.inFlight,
-    maxBodyBytes: config.maxBodyBytes,
-    refusedBodyLinger: refusedBodyLinger(config),
-  };
+  checkReservedPaths(worker);
+  const runtime = createRuntime(worker, config, deps);
+  const pipelineDeps = pipelineDepsFor(runtime);
   const handlerRoutes = new Map(
     worker.handlers.map((handler) => [handler.route, createPipeline(pipelineDeps, handler)]),
   );
@@ -181,6 +115,118 @@ export function createWorkerApp(
       },
     }),
   );
+  mountMetricsRoute(app, runtime);
+  mountHealthRoutes(app, runtime.readiness);
+  mountSessionRoutes(app, runtime);
+  mountUpdateRoute(app, runtime);
+  mountExtraRoutes(app, runtime);
+  for (const route of handlerRoutes.keys()) {
+    // Handler routes are POST only; say so instead of a bare 404 (protocol §3.1).
+    app.all(route, (c) => {
+      throw methodNotAllowed(c.req.method, 'POST');
+    });
+  }
+  app.notFound(notFoundHandler);
+  // The one error handler, shared with the plain /session/end listener.
+  app.onError(routeErrorHandler(runtime.logger, pipelineDeps.refusedBodyLinger));
+  return { app, listener: nodeListener(app, handlerRoutes), runtime };
+}
+
+function checkReservedPaths(worker: ResolvedWorker): void {
+  const reserved = new Set<string>(RESERVED_PATHS);
+  for (const path of [
+    ...worker.handlers.map((h) => h.route),
+    ...worker.extraRoutes.map((r) => r.path),
+  ]) {
+    if (reserved.has(path)) {
+      throw new DefinitionError(
+        `worker ${worker.name}: route ${path} clashes with a route tsworker serves itself`,
+      );
+    }
+  }
+}
+
+function createRuntime(
+  worker: ResolvedWorker,
+  config: ResolvedConfig,
+  deps: WorkerDeps,
+): WorkerRuntime {
+  const logger = deps.logger ?? silentLogger();
+  const now = deps.now ?? Date.now;
+  const modelServerUrl = config.modelServerUrl ?? worker.modelServerUrl;
+  let boundPort: number | undefined;
+  const accounting = new Accounting({ now });
+  const readiness = new ReadinessState({ now });
+  const reportedUrl = (): string =>
+    publicUrl(boundPort === undefined ? config : { ...config, publicPort: boundPort });
+  const setBoundPort = (port: number): void => {
+    if (config.publicPort === 0) boundPort = port;
+  };
+  return {
+    worker,
+    config,
+    modelServerUrl,
+    logger,
+    accounting,
+    readiness,
+    fifo: new FifoQueue(),
+    sessions: new SessionStore({ now }),
+    dispatcher:
+      deps.dispatcher ?? createModelPool(modelServerUrl, { connections: config.maxConnections }),
+    verifier: config.unsecured ? undefined : new SignatureVerifier({ mode: config.authMode }),
+    assumedThroughput: config.assumedThroughput ?? worker.assumedThroughput,
+    now,
+    observers: [requestLogger(logger)],
+    publicUrl: reportedUrl,
+    setBoundPort,
+    reporter: createReporter(config, { accounting, readiness, logger, now, url: reportedUrl }),
+    inFlight: new InFlightRequests(),
+  };
+}
+
+/** The autoscaler reporter; undefined without REPORT_ADDR. */
+function createReporter(
+  config: ResolvedConfig,
+  parts: Pick<ReporterOptions, 'accounting' | 'readiness' | 'logger' | 'now' | 'url'>,
+): Reporter | undefined {
+  if (config.reportAddrs.length === 0) return undefined;
+  return new Reporter({
+    ...parts,
+    addrs: config.reportAddrs,
+    workerId: config.containerId,
+    mtoken: config.masterToken,
+    tickMs: config.timings.reportTick * 1000,
+    idleMs: config.timings.reportIdle * 1000,
+    timeoutMs: config.timings.reportTimeout * 1000,
+    retryDelayMs: config.timings.reportRetryDelay * 1000,
+    maxPendingDeletes: config.maxPendingDeletes,
+  });
+}
+
+function pipelineDepsFor(runtime: WorkerRuntime): PipelineDeps {
+  const { config } = runtime;
+  return {
+    accounting: runtime.accounting,
+    readiness: runtime.readiness,
+    fifo: runtime.fifo,
+    dispatcher: runtime.dispatcher,
+    modelBasePath: basePath(runtime.modelServerUrl),
+    verifier: runtime.verifier,
+    sessions: runtime.sessions,
+    logger: runtime.logger,
+    envelopeRules: envelopeRulesFor(config),
+    assumedThroughput: runtime.assumedThroughput,
+    observers: runtime.observers,
+    inFlight: runtime.inFlight,
+    maxBodyBytes: config.maxBodyBytes,
+    refusedBodyLinger: refusedBodyLinger(config),
+  };
+}
+
+type App = Hono<{ Bindings: HttpBindings }>;
+
+function mountMetricsRoute(app: App, runtime: WorkerRuntime): void {
+  const { config, worker } = runtime;
   const prometheus = createPrometheusMetrics({
     accounting: runtime.accounting,
     readiness: runtime.readiness,
@@ -206,10 +252,12 @@ export function createWorkerApp(
       'content-type': prometheus.registry.contentType,
     });
   });
-  mountHealthRoutes(app, runtime.readiness);
-  mountSessionRoutes(app, runtime);
-  mountUpdateRoute(app, runtime);
-  for (const route of worker.extraRoutes) {
+}
+
+/** A worker's own routes: answered in-process (`respond`) or forwarded to the model server. */
+function mountExtraRoutes(app: App, runtime: WorkerRuntime): void {
+  const modelBasePath = basePath(runtime.modelServerUrl);
+  for (const route of runtime.worker.extraRoutes) {
     app.on(route.method, route.path, async (c) => {
       if ('respond' in route) return route.respond(c.req.raw);
       const signal = c.req.raw.signal;
@@ -218,7 +266,7 @@ export function createWorkerApp(
       try {
         upstream = await runtime.dispatcher.request({
           method: route.method,
-          path: basePath(modelServerUrl) + route.forward,
+          path: modelBasePath + route.forward,
           signal,
         });
         body = await upstream.body.text();
@@ -231,24 +279,15 @@ export function createWorkerApp(
       });
     });
   }
-  for (const route of handlerRoutes.keys()) {
-    // Handler routes are POST only; say so instead of a bare 404 (protocol §3.1).
-    app.all(route, (c) =>
-      c.json(
-        { error: `method ${c.req.method} not allowed`, code: 'TSW_ERR_METHOD_NOT_ALLOWED' },
-        405,
-        {
-          allow: 'POST',
-        },
-      ),
-    );
-  }
-  app.notFound(notFoundHandler);
-  // The one error handler, shared with the plain /session/end listener.
-  app.onError(routeErrorHandler(logger, pipelineDeps.refusedBodyLinger));
+}
 
+/** The Node request listener: POSTs to handler routes go straight to the pipeline, the rest to hono. */
+function nodeListener(
+  app: App,
+  handlerRoutes: ReadonlyMap<string, RouteHandler>,
+): WorkerApp['listener'] {
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
-  const listener = (request: IncomingMessage, response: ServerResponse): void => {
+  return (request, response) => {
     if (request.method === 'POST') {
       const url = request.url ?? '/';
       const query = url.indexOf('?');
@@ -260,8 +299,6 @@ export function createWorkerApp(
     }
     void honoListener(request, response);
   };
-
-  return { app, listener, runtime };
 }
 
 function requestLogger(logger: Logger): RequestObserver {

@@ -12,7 +12,7 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { bodyTooLarge, StartupError } from '../errors.ts';
-import { sessionEndHandler } from '../sessions/routes.ts';
+import { sessionEndHandler } from './session-routes.ts';
 import type { WorkerRuntime } from './app.ts';
 import { listen } from '../internal/listen.ts';
 import { notFoundHandler, refusedBodyLinger, routeErrorHandler } from './on-error.ts';

@@ -1,9 +1,10 @@
 import type { HttpBindings } from '@hono/node-server';
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import type { ResolvedConfig } from '../config.ts';
-import { WorkerError } from '../errors.ts';
+import { errorHeaders, notFound, WorkerError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { lingerOnRefusedBody, type RefusedBodyLinger } from '../pipeline/parse.ts';
+import { requestIdFor } from '../pipeline/request-id.ts';
 
 type Env = { Bindings: HttpBindings };
 
@@ -34,12 +35,21 @@ export function routeErrorHandler(
     if (failure.code === 'TSW_ERR_INTERNAL')
       log.error({ err: error, path: c.req.path }, 'route failed');
     if (failure.status === 413) lingerOnRefusedBody(c.env.incoming, refusedBodyLinger);
-    return c.json(failure.body, failure.status as 500, {
-      ...failure.headers,
-      'x-worker-error-source': failure.origin,
-    });
+    return errorResponse(c, failure);
   };
 }
 
+/**
+ * The one way a hono route answers with an error, as the pipeline's `sendError` does: the
+ * catalogue's JSON body and status, with `errorHeaders` (request id, error source).
+ */
+export function errorResponse(c: Context<Env>, failure: WorkerError): Response {
+  return c.json(
+    failure.body,
+    failure.status as 500,
+    errorHeaders(failure, requestIdFor(c.env.incoming)),
+  );
+}
+
 export const notFoundHandler: NotFoundHandler<Env> = (c) =>
-  c.json({ error: `no route ${c.req.method} ${c.req.path}`, code: 'TSW_ERR_NOT_FOUND' }, 404);
+  errorResponse(c, notFound(c.req.method, c.req.path));

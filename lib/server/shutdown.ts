@@ -12,7 +12,7 @@
  *    and close everything.
  */
 import { shutDownBeforeFinishing } from '../errors.ts';
-import { closeAllSessions, settleCloseCallbacks } from '../sessions/routes.ts';
+import { closeAllSessions, settleCloseCallbacks } from './session-routes.ts';
 import type { WorkerRuntime } from './app.ts';
 
 /** What a drain needs from a running worker (`RunningWorker` has it). */

@@ -4,9 +4,9 @@ import { tsworkerVersion, type ResolvedConfig } from '../config.ts';
 import { basePath } from '../proxy/index.ts';
 import { ReadinessSequence } from '../readiness/sequence.ts';
 import type { ResolvedWorker } from '../worker.ts';
-import { DEFAULT_SESSION_GC_INTERVAL_MS, startSessionGc } from '../sessions/routes.ts';
+import { DEFAULT_SESSION_GC_INTERVAL_MS, startSessionGc } from './session-routes.ts';
 import { createWorkerApp, type WorkerDeps, type WorkerRuntime } from './app.ts';
-import { startListeners } from './listeners.ts';
+import { startListeners, type Listeners } from './listeners.ts';
 import { drain, type DrainOptions, type DrainOutcome } from './shutdown.ts';
 
 export interface RunningWorker {
@@ -42,24 +42,12 @@ export async function startWorker(
   deps: WorkerDeps = {},
 ): Promise<RunningWorker> {
   const { listener, runtime } = createWorkerApp(worker, config, deps);
-  const log = runtime.logger.child({ component: 'server' });
 
   // HTTPS when USE_SSL, plus the plain /session/end listener; a bad TLS pair throws here.
   const listeners = await startListeners(runtime, listener);
   const { url, port, httpUrl, httpPort } = listeners;
   runtime.setBoundPort(port);
-  log.info(
-    {
-      url,
-      httpUrl,
-      // The URL the autoscaler is told to route clients to: PUBLIC_IPADDR and VAST_TCP_PORT_<port>.
-      ...(runtime.reporter === undefined ? {} : { publicUrl: runtime.publicUrl() }),
-      worker: worker.name,
-      modelServer: runtime.modelServerUrl,
-      version: tsworkerVersion(),
-    },
-    'worker listening',
-  );
+  logListening(runtime, listeners);
   const stopSessionGc = startSessionGc(
     runtime,
     deps.sessionGcIntervalMs ?? DEFAULT_SESSION_GC_INTERVAL_MS,
@@ -68,21 +56,7 @@ export async function startWorker(
   const stopKeyFetch = new AbortController();
   const publicKeyLoaded = loadPublicKey(runtime, stopKeyFetch.signal);
   runtime.reporter?.start();
-  const readinessSequence = new ReadinessSequence({
-    worker,
-    readiness: runtime.readiness,
-    dispatcher: runtime.dispatcher,
-    modelServerUrl: runtime.modelServerUrl,
-    modelBasePath: basePath(runtime.modelServerUrl),
-    modelLog: config.modelLog ?? worker.modelLog,
-    benchmarkCacheFile: config.benchmarkCacheFile,
-    timings: config.timings,
-    mode: config.readiness,
-    healthcheckFailures: config.healthcheckFailures,
-    assumedThroughput: runtime.assumedThroughput,
-    publicKeyLoaded: runtime.verifier === undefined ? undefined : publicKeyLoaded,
-    logger: runtime.logger,
-  });
+  const readinessSequence = createReadinessSequence(runtime, publicKeyLoaded);
   readinessSequence.start();
 
   let closing: Promise<void> | undefined;
@@ -113,6 +87,44 @@ export async function startWorker(
       })()),
   };
   return running;
+}
+
+function logListening(runtime: WorkerRuntime, listeners: Listeners): void {
+  runtime.logger.child({ component: 'server' }).info(
+    {
+      url: listeners.url,
+      httpUrl: listeners.httpUrl,
+      // The URL the autoscaler is told to route clients to: PUBLIC_IPADDR and VAST_TCP_PORT_<port>.
+      ...(runtime.reporter === undefined ? {} : { publicUrl: runtime.publicUrl() }),
+      worker: runtime.worker.name,
+      modelServer: runtime.modelServerUrl,
+      version: tsworkerVersion(),
+    },
+    'worker listening',
+  );
+}
+
+/** Log watcher, benchmark and healthcheck, from the config and the worker's definition. */
+function createReadinessSequence(
+  runtime: WorkerRuntime,
+  publicKeyLoaded: Promise<boolean>,
+): ReadinessSequence {
+  const { config, worker } = runtime;
+  return new ReadinessSequence({
+    worker,
+    readiness: runtime.readiness,
+    dispatcher: runtime.dispatcher,
+    modelServerUrl: runtime.modelServerUrl,
+    modelBasePath: basePath(runtime.modelServerUrl),
+    modelLog: config.modelLog ?? worker.modelLog,
+    benchmarkCacheFile: config.benchmarkCacheFile,
+    timings: config.timings,
+    mode: config.readiness,
+    healthcheckFailures: config.healthcheckFailures,
+    assumedThroughput: runtime.assumedThroughput,
+    publicKeyLoaded: runtime.verifier === undefined ? undefined : publicKeyLoaded,
+    logger: runtime.logger,
+  });
 }
 
 async function loadPublicKey(runtime: WorkerRuntime, signal: AbortSignal): Promise<boolean> {

@@ -1,4 +1,4 @@
-import type { RequestRecord } from '../metrics/accounting.ts';
+import type { RequestRecord } from '../lifecycle/record.ts';
 
 /** A request running inside a session; closing the session aborts it. */
 export interface SessionRequest {

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineWorker } from '../../lib/index.ts';
-import { sweepExpiredSessions } from '../../lib/sessions/routes.ts';
+import { sweepExpiredSessions } from '../../lib/server/session-routes.ts';
 import helloWorld from '../../workers/hello_world/server.ts';
 import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
 import { post, postStreaming } from '../helpers/request.ts';

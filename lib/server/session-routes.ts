@@ -19,8 +19,8 @@ import { checkSignature } from '../pipeline/auth.ts';
 import { parseJson } from '../pipeline/parse.ts';
 import { envelopeRulesFor, validateEnvelope, type EnvelopeRules } from '../pipeline/validate.ts';
 import { basePath } from '../proxy/index.ts';
-import type { WorkerRuntime } from '../server/app.ts';
-import { SessionClosedError, type Session } from './store.ts';
+import type { WorkerRuntime } from './app.ts';
+import { SessionClosedError, type Session } from '../sessions/store.ts';
 
 type Env = { Bindings: HttpBindings };
 
