@@ -36,6 +36,7 @@ export {
   DefinitionError,
   StartupError,
   type ErrorCode,
+  type CustomErrorCode,
   type ErrorOrigin,
 } from './errors.ts';
 
