@@ -9,19 +9,6 @@ import type { PyJsonValue } from './python-json.ts';
  */
 export type AuthMode = 'current' | 'legacy';
 
-/** The `auth_data` fields of the current format; all six are required. */
-export const AUTH_DATA_FIELDS = [
-  'cost',
-  'endpoint',
-  'reqnum',
-  'request_idx',
-  'signature',
-  'url',
-] as const;
-
-/** The required `auth_data` fields of the legacy format; `request_idx` came later and is optional. */
-export const LEGACY_AUTH_DATA_FIELDS = ['cost', 'endpoint', 'reqnum', 'signature', 'url'] as const;
-
 // Everything in the Python `AuthData` dataclass except `signature`. Other keys (`__request_id`,
 // anything unknown) never reach the message, because the dataclass drops them on construction.
 const LEGACY_SIGNED_FIELDS = ['cost', 'endpoint', 'reqnum', 'request_idx', 'url'] as const;

@@ -7,12 +7,7 @@ export { SignatureVerifier, type SignatureVerifierOptions, type VerifyOutcome } 
 export { fetchPublicKey, type FetchPublicKeyOptions } from './pubkey.ts';
 
 /** The signed message, and signing it (the local autoscaler stand-in and tests). */
-export {
-  canonicalMessage,
-  AUTH_DATA_FIELDS,
-  LEGACY_AUTH_DATA_FIELDS,
-  type AuthMode,
-} from './canonical.ts';
+export { canonicalMessage, type AuthMode } from './canonical.ts';
 export { signMessage } from './sign.ts';
 
 /** Python `json` compatibility, which the signed bytes depend on. */

@@ -36,7 +36,7 @@ export interface NewRequest {
   isSession?: boolean;
 }
 
-export type RejectionReason = 'unauthorized' | 'overloaded' | 'session-cap' | 'draining';
+export type RejectionReason = 'unauthorized' | 'overloaded' | 'session-cap';
 
 /** The steps of a request's life, in the order they happen; each call is synchronous. */
 export interface RequestLifecycle {

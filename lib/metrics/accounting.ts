@@ -56,8 +56,6 @@ export class Accounting implements RequestLifecycle {
     errored: 0,
     rejected: 0,
   };
-  /** Workload of requests that started and have not ended (queued or executing, sessions included). */
-  pendingWorkload = 0;
   /** Non-session requests and open sessions, from start to end, in insertion order (§5). */
   readonly inFlight = new Map<number, RequestRecord>();
   /** Workload of in-flight entries that are not session-level records: the admission numerator. */
@@ -129,7 +127,6 @@ export class Accounting implements RequestLifecycle {
 
   started(record: RequestRecord): void {
     record.status = 'Started';
-    this.pendingWorkload += record.workload;
     this.interval.received += record.workload;
     this.totals.received += record.workload;
     if (!record.inSession) {
@@ -181,7 +178,6 @@ export class Accounting implements RequestLifecycle {
   }
 
   ended(record: RequestRecord): void {
-    this.pendingWorkload -= record.workload;
     if (!record.inSession) {
       if (this.inFlight.delete(record.id) && !record.isSession) {
         this.queuedWorkload -= record.workload;

@@ -11,7 +11,6 @@ interface Waiter {
   readonly ticket: FifoTicket;
   state: 'waiting' | 'running' | 'left';
   resolve: () => void;
-  reject: (reason: unknown) => void;
 }
 
 export class FifoQueue {
@@ -44,7 +43,7 @@ export class FifoQueue {
       // Nobody holds the turn, so anything still listed has left: start afresh.
       this.#waiters = [];
       this.#head = 0;
-      this.#running = { ticket, state: 'running', resolve: noop, reject: noop };
+      this.#running = { ticket, state: 'running', resolve: noop };
       return Promise.resolve(ticket);
     }
     return new Promise<FifoTicket>((resolve, reject) => {
@@ -55,7 +54,6 @@ export class FifoQueue {
           signal?.removeEventListener('abort', onAbort);
           resolve(ticket);
         },
-        reject,
       };
       const onAbort = () => {
         if (waiter.state !== 'waiting') return;

@@ -26,7 +26,7 @@ describe('ref-12: requests sharing a reqnum', () => {
       await waitFor(() => stack.worker.runtime.accounting.inFlight.size === 0, {
         label: 'none in flight',
       });
-      expect(stack.worker.runtime.accounting.pendingWorkload).toBe(0);
+      expect(stack.worker.runtime.accounting.queuedWorkload).toBe(0);
     } finally {
       await stack.close();
     }
