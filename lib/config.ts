@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { trimTrailingSlashes } from './values.ts';
 
 /**
  * The worker's configuration, read once from the environment at start-up, validated and frozen.
@@ -346,7 +347,7 @@ export function parseReportAddrs(value: string | undefined): string[] {
   if (value === undefined) return [];
   return value
     .split(',')
-    .map((entry) => entry.trim().replace(/\/+$/, ''))
+    .map((entry) => trimTrailingSlashes(entry.trim()))
     .filter((entry) => entry !== '');
 }
 
@@ -406,7 +407,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     masterToken: data.MASTER_TOKEN,
     metricsToken: data.METRICS_TOKEN,
     modelLog: data.MODEL_LOG,
-    modelServerUrl: data.MODEL_SERVER_URL?.replace(/\/+$/, ''),
+    modelServerUrl:
+      data.MODEL_SERVER_URL === undefined ? undefined : trimTrailingSlashes(data.MODEL_SERVER_URL),
     authMode: data.AUTH_MODE,
     assumedThroughput: data.ASSUMED_THROUGHPUT,
     maxConnections: data.MAX_CONNECTIONS,

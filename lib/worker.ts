@@ -7,6 +7,7 @@ import {
 } from './handler.ts';
 import type { z } from 'zod';
 import { optionKeys, unknownOptions } from './internal/suggest.ts';
+import { trimTrailingSlashes } from './values.ts';
 
 /** What a model-log line means (PyWorker's `LogAction`, same numeric values). */
 export const LogAction = { ModelLoaded: 1, ModelError: 2, Info: 3 } as const;
@@ -179,7 +180,7 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
   return Object.freeze({
     kind: 'resolved-worker',
     name: source.name,
-    modelServerUrl: source.modelServerUrl.replace(/\/+$/, ''),
+    modelServerUrl: trimTrailingSlashes(source.modelServerUrl),
     handlers,
     benchmarkHandler: benchmarked[0],
     logActions: Object.freeze([

@@ -2,6 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { trimTrailingSlashes } from '../values.ts';
 
 // Metrics never reports to the cloud API address either (protocol §8.3); it serves no /pubkey/.
 const CLOUD_API_ADDR = 'https://cloud.vast.ai/api/v0';
@@ -36,7 +37,7 @@ export async function fetchPublicKey(options: FetchPublicKeyOptions): Promise<Ke
   const timeoutMs = options.timeoutMs ?? 10_000;
   const { signal } = options;
   const addrs = options.reportAddrs
-    .map((addr) => addr.replace(/\/+$/, ''))
+    .map((addr) => trimTrailingSlashes(addr))
     .filter((addr) => addr !== CLOUD_API_ADDR);
 
   let lastError: unknown = new Error('no report address to fetch the public key from');

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { payloadInvalid } from '../errors.ts';
 import type { ResolvedHandler } from '../handler.ts';
+import { isRecord } from '../values.ts';
 
 export type AuthData = Readonly<Record<string, unknown>>;
 
@@ -58,10 +59,6 @@ const AUTH_FIELD_TYPES: Readonly<Record<string, (value: unknown) => string | und
   url: (v) => (typeof v === 'string' ? undefined : 'must be a string'),
 };
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /**
  * Step 2 of protocol §1.3: extracts auth_data, payload and session_id, collecting every problem
  * into one 422 body with the reference's keys and words ("field missing", "missing parameter"),
@@ -72,7 +69,7 @@ export function validateEnvelope(
   handler: Pick<ResolvedHandler, 'payload'>,
   rules: EnvelopeRules,
 ): Envelope {
-  if (!isPlainObject(body)) {
+  if (!isRecord(body)) {
     // The reference answers 500 for null or a number and this map for an array (§3.3); one clear 422 for all.
     throw payloadInvalid({
       error: 'request body must be a JSON object',
@@ -86,7 +83,7 @@ export function validateEnvelope(
   let authData: AuthData = {};
   if (rawAuth === undefined || rawAuth === null) {
     if (rules.authDataRequired) errors['auth_data'] = 'field missing';
-  } else if (!isPlainObject(rawAuth)) {
+  } else if (!isRecord(rawAuth)) {
     errors['auth_data'] = 'auth_data must be a dictionary';
   } else {
     const fieldErrors: Record<string, string> = {};
@@ -140,7 +137,7 @@ export function fieldErrorMap(error: z.ZodError, input: unknown): Record<string,
       continue;
     }
     if (issue.path.length === 0) {
-      if (!isPlainObject(input) && issue.code === 'invalid_type' && issue.expected === 'object') {
+      if (!isRecord(input) && issue.code === 'invalid_type' && issue.expected === 'object') {
         return { data: 'payload must be a dictionary' };
       }
       map['data'] ??= issue.message;
@@ -157,7 +154,7 @@ function isMissing(issue: z.core.$ZodIssue, input: unknown): boolean {
   if (issue.code !== 'invalid_type') return false;
   let value: unknown = input;
   for (const key of issue.path) {
-    if (!isPlainObject(value) && !Array.isArray(value)) return false;
+    if (!isRecord(value) && !Array.isArray(value)) return false;
     value = (value as Record<PropertyKey, unknown>)[key as PropertyKey];
   }
   return value === undefined;

@@ -32,6 +32,7 @@ import {
   readEngineSettings,
   type EngineDefaults,
 } from './settings.ts';
+import { isRecord, trimTrailingSlashes } from '../values.ts';
 
 /** The wrapper (`uvicorn main:app --port 18288`), "not ComfyUI's own port (18188)". */
 export const COMFYUI_WRAPPER_URL = 'http://127.0.0.1:18288';
@@ -79,9 +80,6 @@ export const Modifications = z.looseObject({
   height: positiveNumber.optional(),
   steps: positiveNumber.optional(),
 });
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /**
  * The wrapper's `input` (README @381a39f, requestmodels/models.py): `modifier` + `modifications`,
@@ -196,7 +194,7 @@ const httpBase = z
   .string()
   .trim()
   .regex(/^https?:\/\/[^/]/i, { message: 'must be an absolute http(s) URL' })
-  .transform((value) => value.replace(/\/+$/, ''));
+  .transform((value) => trimTrailingSlashes(value));
 
 /** A benchmark file: a whole `{"input": {...}}` body, or a bare API-format workflow. */
 function readBenchmarkFile(path: string): Record<string, unknown> {
@@ -451,7 +449,7 @@ export function comfyuiWorker(engine: ComfyUIEngine = {}): WorkerFactory {
     const comfy = readComfyUISettings(env, problems);
     problems.throwIfAny();
     // loadConfig applies MODEL_SERVER_URL and MODEL_LOG to the proxy; the hook needs them too.
-    const wrapperUrl = (env['MODEL_SERVER_URL'] || settings.modelServerUrl).replace(/\/+$/, '');
+    const wrapperUrl = trimTrailingSlashes(env['MODEL_SERVER_URL'] || settings.modelServerUrl);
     const health = settings.modelHealthcheckPath;
     const healthUrl = /^https?:\/\//i.test(health) ? health : `${wrapperUrl}${health}`;
     return {

@@ -1,7 +1,5 @@
 import { z } from 'zod';
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
+import { isRecord } from '../values.ts';
 
 /**
  * An engine's request body as a worker payload. Clients may send the body itself or wrap it as

@@ -9,11 +9,9 @@ import type { Answer } from '../test-harness/engine.ts';
 import { ollamaWorkload, type OllamaChatRequest, type OllamaGenerateRequest } from './ollama.ts';
 import { openaiLoadTest } from './openai-load-test.ts';
 import { randomPrompt } from './prompts.ts';
+import { isRecord } from '../values.ts';
 
 type NativePayload = OllamaGenerateRequest | OllamaChatRequest;
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const LOAD_TEST_NUM_PREDICT = 128;
 const LOAD_TEST_WORDS = 100;

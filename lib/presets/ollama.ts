@@ -24,6 +24,7 @@ import {
   positiveInteger,
   routeList,
 } from './settings.ts';
+import { trimTrailingSlashes } from '../values.ts';
 
 /** Ollama's default `OLLAMA_HOST` (envconfig): `127.0.0.1:11434`, plain HTTP. */
 export const OLLAMA_DEFAULT_URL = 'http://127.0.0.1:11434';
@@ -165,7 +166,7 @@ export function ollamaHostUrl(value: string): string | undefined {
   if (scheme !== 'http' && scheme !== 'https') return undefined;
   let rest = cut === -1 ? raw : raw.slice(cut + 3);
   const slash = rest.indexOf('/');
-  const path = slash === -1 ? '' : rest.slice(slash).replace(/\/+$/, '');
+  const path = slash === -1 ? '' : trimTrailingSlashes(rest.slice(slash));
   rest = slash === -1 ? rest : rest.slice(0, slash);
   let host = rest;
   let port = scheme === 'https' ? '443' : '11434';
@@ -179,7 +180,7 @@ export function ollamaHostUrl(value: string): string | undefined {
   else if (bare.includes(':')) host = `[${bare}]`;
   try {
     const url = new URL(`${scheme}://${host}:${port}${path}`);
-    return url.href.replace(/\/+$/, '');
+    return trimTrailingSlashes(url.href);
   } catch {
     return undefined;
   }

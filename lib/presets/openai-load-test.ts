@@ -6,13 +6,11 @@ import { defineLoadTest, type LoadTestDefinition } from '../test-harness/definit
 import type { Answer } from '../test-harness/engine.ts';
 import { generationWorkload, type ChatRequest, type CompletionRequest } from './openai.ts';
 import { randomPrompt } from './prompts.ts';
+import { isRecord } from '../values.ts';
 
 type OpenAIPayload = (CompletionRequest | ChatRequest) & {
   stream_options?: { include_usage: boolean };
 };
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const LOAD_TEST_MAX_TOKENS = 128;
 const LOAD_TEST_WORDS = 100;

@@ -6,14 +6,12 @@ import { defineLoadTest, type LoadTestDefinition } from '../test-harness/definit
 import type { Answer } from '../test-harness/engine.ts';
 import { randomPrompt } from './prompts.ts';
 import { tgiWorkload } from './tgi.ts';
+import { isRecord } from '../values.ts';
 
 interface TgiPayload {
   inputs: string;
   parameters: { max_new_tokens: number; details?: boolean; [key: string]: unknown };
 }
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const LOAD_TEST_MAX_TOKENS = 128;
 const LOAD_TEST_WORDS = 100;

@@ -1,4 +1,5 @@
 import { Pool, type Dispatcher } from 'undici';
+import { trimTrailingSlashes } from '../values.ts';
 
 export interface ModelClientOptions {
   /** Connections kept to the model server; requests beyond it wait for a free one. @default 100 */
@@ -22,5 +23,5 @@ export function createModelPool(baseUrl: string, options: ModelClientOptions = {
 
 /** The path prefix of a model-server base URL such as `http://host:5001/v1`, without a trailing slash. */
 export function basePath(baseUrl: string): string {
-  return new URL(baseUrl).pathname.replace(/\/+$/, '');
+  return trimTrailingSlashes(new URL(baseUrl).pathname);
 }

@@ -21,6 +21,7 @@ import { envelopeRulesFor, validateEnvelope, type EnvelopeRules } from '../pipel
 import { basePath } from '../proxy/index.ts';
 import type { WorkerRuntime } from './app.ts';
 import { SessionClosedError, type Session } from '../sessions/store.ts';
+import { isRecord } from '../values.ts';
 
 type Env = { Bindings: HttpBindings };
 
@@ -263,7 +264,7 @@ async function runCloseCallback(
   const body: Record<string, unknown> =
     value === null || value === undefined
       ? {}
-      : isPlainObject(value)
+      : isRecord(value)
         ? { ...value }
         : { payload: value };
   if (!('session_id' in body)) body['session_id'] = session.sessionId;
@@ -374,10 +375,6 @@ function newSessionId(runtime: WorkerRuntime): string {
     }
     if (runtime.sessions.get(id) === undefined && !runtime.sessions.wasClosed(id)) return id;
   }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function asInteger(value: unknown): number | null {

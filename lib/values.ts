@@ -1,0 +1,11 @@
+/** Small checks and conversions of plain values, shared by the whole of lib/. */
+
+/** A JSON object: not null, not an array. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `http://host:8000/v1//` → `http://host:8000/v1`: base URLs and paths are joined with one slash. */
+export function trimTrailingSlashes(text: string): string {
+  return text.replace(/\/+$/, '');
+}
