@@ -143,8 +143,8 @@ tsworker test_load --worker ./${name} -n 20 -rps 5 -k <api key> -e <endpoint> -l
 \`\`\`
 
 On a Vast instance, \`start_server.sh\` runs it with \`BACKEND=/path/to/${name}\` (a path, not a name under
-tsworker's \`workers/\`). Every variable of tsworker's README applies (\`WORKER_PORT\`, \`REPORT_ADDR\`,
-\`MODEL_LOG\`, \`MODEL_SERVER_URL\`, \`UNSECURED\`, ...).
+tsworker's \`workers/\`). Every variable of tsworker's \`docs/environment-variables.md\` applies
+(\`WORKER_PORT\`, \`REPORT_ADDR\`, \`MODEL_LOG\`, \`MODEL_SERVER_URL\`, \`UNSECURED\`, ...).
 
 ## How it imports tsworker
 
