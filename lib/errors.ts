@@ -98,6 +98,19 @@ export function invalidSession(): WorkerError {
   });
 }
 
+/**
+ * Why a session's requests are aborted when it closes: the 410 they answer, if nothing has reached
+ * their clients yet.
+ */
+export function sessionClosed(sessionId: string): WorkerError {
+  return new WorkerError({
+    status: 410,
+    code: 'TSW_ERR_SESSION_INVALID',
+    message: `session ${sessionId} closed`,
+    body: { error: 'invalid session' },
+  });
+}
+
 /** 429 with an honest `Retry-After`: the estimated wait in whole seconds, rounded up. */
 export function overloaded(estimatedWaitSeconds: number, maxQueueTime: number): WorkerError {
   const retryAfter = Math.max(1, Math.ceil(estimatedWaitSeconds));

@@ -15,7 +15,7 @@ import type { RequestRecord } from '../lifecycle/record.ts';
 import type { Logger } from '../log.ts';
 import { callModel, pipeModelResponse, sendWebResponse, toWebResponse } from '../proxy/index.ts';
 import type { FifoTicket } from '../queue/index.ts';
-import { SessionClosedError, type Session, type SessionRequest } from '../sessions/store.ts';
+import type { Session, SessionRequest } from '../sessions/store.ts';
 import { admit } from './admit.ts';
 import { signatureProblem } from './auth.ts';
 import type { PipelineDeps, RequestSummary } from './index.ts';
@@ -227,9 +227,8 @@ export class PipelineRequest {
     if (this.#record !== undefined && this.#admitted)
       this.#route.deps.accounting.cancelled(this.#record);
     if (this.#response.headersSent) return;
-    if (reason instanceof SessionClosedError) this.#failure = invalidSession();
-    // Aborted by the worker itself (the drain's grace period ran out): say why.
-    else if (reason instanceof WorkerError) this.#failure = reason;
+    // Aborted by the worker itself (the session closed, the drain's grace period ran out): say why.
+    if (reason instanceof WorkerError) this.#failure = reason;
   }
 
   #failed(error: unknown): void {

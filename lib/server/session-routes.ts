@@ -13,14 +13,14 @@ import type { HttpBindings } from '@hono/node-server';
 import type { Context, Hono } from 'hono';
 import { request as undiciRequest } from 'undici';
 import { z } from 'zod';
-import { draining, WorkerError } from '../errors.ts';
+import { draining, sessionClosed, WorkerError } from '../errors.ts';
 import { DEFAULT_WORKLOAD } from '../handler.ts';
 import { checkSignature } from '../pipeline/auth.ts';
 import { parseJson } from '../pipeline/parse.ts';
 import { envelopeRulesFor, validateEnvelope, type EnvelopeRules } from '../pipeline/validate.ts';
 import { basePath } from '../proxy/index.ts';
 import type { WorkerRuntime } from './app.ts';
-import { SessionClosedError, type Session } from '../sessions/store.ts';
+import type { Session } from '../sessions/store.ts';
 import { isRecord } from '../values.ts';
 
 type Env = { Bindings: HttpBindings };
@@ -188,7 +188,7 @@ export function closeSession(
   const session = runtime.sessions.remove(sessionId);
   if (session === undefined) return undefined;
   const requests = [...session.requests];
-  const closed = new SessionClosedError(sessionId);
+  const closed = sessionClosed(sessionId);
   for (const request of requests) request.abort(closed);
   runtime.accounting.succeeded(session.record);
   runtime.accounting.ended(session.record);

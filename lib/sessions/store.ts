@@ -23,13 +23,6 @@ export interface Session {
 }
 
 /** Raised into a session's in-flight requests when the session closes. */
-export class SessionClosedError extends Error {
-  constructor(sessionId: string) {
-    super(`session ${sessionId} closed`);
-    this.name = 'SessionClosedError';
-  }
-}
-
 const RECENTLY_CLOSED_LIMIT = 1000;
 
 /**
