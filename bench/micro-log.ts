@@ -7,7 +7,7 @@ import { closeSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type DestinationStream } from 'pino';
-import { BufferedLogDestination, createLogger, hotPathLogger } from '../lib/log.ts';
+import { BufferedLogDestination, createLogger, requestLineLogger } from '../lib/log.ts';
 
 const file = join(tmpdir(), `tsworker-micro-log-${process.pid}.txt`);
 const fd = openSync(file, 'w');
@@ -20,7 +20,7 @@ const LINES = 100_000;
 async function measure(name: string): Promise<void> {
   const destination = variants[name]!();
   const logger = createLogger({ level: 'info', pretty: false, destination });
-  const log = hotPathLogger(logger, 'request');
+  const log = requestLineLogger(logger, 'request');
   const start = process.cpuUsage();
   for (let i = 0; i < LINES; i++) {
     log.info(

@@ -208,7 +208,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
  * fields are known (ids, route, status, durations) and hold no secret, and wildcard redaction
  * would walk every line's object, several times the cost of writing it.
  */
-export function hotPathLogger(logger: Logger, component: string): Logger {
+export function requestLineLogger(logger: Logger, component: string): Logger {
   return logger.child(
     { component },
     { redact: { paths: [...TOKEN_KEYS, ...SECRET_KEYS], censor: censorSecret } },

@@ -176,6 +176,11 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
     );
   }
   const maxSessions = source.maxSessions === undefined ? 10 : source.maxSessions;
+  if (maxSessions !== null && !(Number.isSafeInteger(maxSessions) && maxSessions >= 0)) {
+    throw new DefinitionError(
+      `worker ${source.name}: "maxSessions" must be a whole number, 0 or more (0 or null: unlimited)`,
+    );
+  }
   const actions = checkedLogActions(source);
   return Object.freeze({
     kind: 'resolved-worker',

@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import { SignatureVerifier } from '../auth/index.ts';
 import { publicUrl, tsworkerVersion, type ResolvedConfig } from '../config.ts';
 import { bodyTooLarge, DefinitionError, methodNotAllowed, WorkerError } from '../errors.ts';
-import { hotPathLogger, silentLogger, type Logger } from '../log.ts';
+import { requestLineLogger, silentLogger, type Logger } from '../log.ts';
 import { Accounting } from '../metrics/accounting.ts';
 import { createPrometheusMetrics } from '../metrics/prometheus.ts';
 import { Reporter, type ReporterOptions } from '../metrics/reporter.ts';
@@ -302,7 +302,7 @@ function nodeListener(
 }
 
 function requestLogger(logger: Logger): RequestObserver {
-  const log = hotPathLogger(logger, 'request');
+  const log = requestLineLogger(logger, 'request');
   return (summary: RequestSummary) => {
     if (!log.isLevelEnabled('info')) return;
     log.info(

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, type Logger } from '../../lib/entry-server.ts';
 import type { LogLevel } from '../../lib/config.ts';
-import { hotPathLogger } from '../../lib/log.ts';
+import { requestLineLogger } from '../../lib/log.ts';
 import { post } from '../helpers/request.ts';
 import { startStack, type TestStack } from '../helpers/stack.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -96,7 +96,7 @@ describe('the log format', () => {
 
   it('still masks top-level secrets on the per-request logger, which skips nested redaction for speed', () => {
     const { logger, lines } = capture();
-    hotPathLogger(logger, 'request').info(
+    requestLineLogger(logger, 'request').info(
       { requestId: 'r-1', mtoken: 'mt-supersecret-0123456789', signature: 'c2ln' },
       'request',
     );
