@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { trimTrailingSlashes } from './values.ts';
+import { trimTrailingSlashes } from './internal/values.ts';
 
 /**
  * The worker's configuration, read once from the environment at start-up, validated and frozen.

@@ -7,7 +7,7 @@ import {
 } from './handler.ts';
 import type { z } from 'zod';
 import { optionKeys, unknownOptions } from './internal/suggest.ts';
-import { trimTrailingSlashes } from './values.ts';
+import { trimTrailingSlashes } from './internal/values.ts';
 
 /** What a model-log line means (PyWorker's `LogAction`, same numeric values). */
 export const LogAction = { ModelLoaded: 1, ModelError: 2, Info: 3 } as const;

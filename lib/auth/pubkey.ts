@@ -2,7 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { trimTrailingSlashes } from '../values.ts';
+import { trimTrailingSlashes } from '../internal/values.ts';
 
 // Metrics never reports to the cloud API address either (protocol §8.3); it serves no /pubkey/.
 const CLOUD_API_ADDR = 'https://cloud.vast.ai/api/v0';

@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { payloadInvalid } from '../errors.ts';
 import type { ResolvedHandler } from '../handler.ts';
-import { isRecord } from '../values.ts';
+import { isRecord } from '../internal/values.ts';
 
 export type AuthData = Readonly<Record<string, unknown>>;
 

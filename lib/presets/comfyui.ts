@@ -32,7 +32,7 @@ import {
   readEngineSettings,
   type EngineDefaults,
 } from './settings.ts';
-import { isRecord, trimTrailingSlashes } from '../values.ts';
+import { isRecord, trimTrailingSlashes } from '../internal/values.ts';
 
 /** The wrapper (`uvicorn main:app --port 18288`), "not ComfyUI's own port (18188)". */
 export const COMFYUI_WRAPPER_URL = 'http://127.0.0.1:18288';

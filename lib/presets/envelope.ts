@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isRecord } from '../values.ts';
+import { isRecord } from '../internal/values.ts';
 
 /**
  * An engine's request body as a worker payload. Clients may send the body itself or wrap it as

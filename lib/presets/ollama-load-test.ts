@@ -9,7 +9,7 @@ import type { Answer } from '../test-harness/engine.ts';
 import { ollamaWorkload, type OllamaChatRequest, type OllamaGenerateRequest } from './ollama.ts';
 import { openaiLoadTest } from './openai-load-test.ts';
 import { randomPrompt } from './prompts.ts';
-import { isRecord } from '../values.ts';
+import { isRecord } from '../internal/values.ts';
 
 type NativePayload = OllamaGenerateRequest | OllamaChatRequest;
 

@@ -24,7 +24,7 @@ import {
   positiveInteger,
   routeList,
 } from './settings.ts';
-import { trimTrailingSlashes } from '../values.ts';
+import { trimTrailingSlashes } from '../internal/values.ts';
 
 /** Ollama's default `OLLAMA_HOST` (envconfig): `127.0.0.1:11434`, plain HTTP. */
 export const OLLAMA_DEFAULT_URL = 'http://127.0.0.1:11434';

@@ -6,7 +6,7 @@ import { defineLoadTest, type LoadTestDefinition } from '../test-harness/definit
 import type { Answer } from '../test-harness/engine.ts';
 import { generationWorkload, type ChatRequest, type CompletionRequest } from './openai.ts';
 import { randomPrompt } from './prompts.ts';
-import { isRecord } from '../values.ts';
+import { isRecord } from '../internal/values.ts';
 
 type OpenAIPayload = (CompletionRequest | ChatRequest) & {
   stream_options?: { include_usage: boolean };

@@ -6,7 +6,7 @@ import { defineLoadTest, type LoadTestDefinition } from '../test-harness/definit
 import type { Answer } from '../test-harness/engine.ts';
 import { randomPrompt } from './prompts.ts';
 import { tgiWorkload } from './tgi.ts';
-import { isRecord } from '../values.ts';
+import { isRecord } from '../internal/values.ts';
 
 interface TgiPayload {
   inputs: string;

@@ -1,5 +1,5 @@
 import { Pool, type Dispatcher } from 'undici';
-import { trimTrailingSlashes } from '../values.ts';
+import { trimTrailingSlashes } from '../internal/values.ts';
 
 export interface ModelClientOptions {
   /** Connections kept to the model server; requests beyond it wait for a free one. @default 100 */

@@ -21,7 +21,7 @@ import { envelopeRulesFor, validateEnvelope, type EnvelopeRules } from '../pipel
 import { basePath } from '../proxy/index.ts';
 import type { WorkerRuntime } from './app.ts';
 import type { Session } from '../sessions/store.ts';
-import { isRecord } from '../values.ts';
+import { isRecord } from '../internal/values.ts';
 
 type Env = { Bindings: HttpBindings };
 
