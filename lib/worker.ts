@@ -58,7 +58,7 @@ export interface WorkerOptions {
    */
   modelHealthcheckPath?: string;
   extraRoutes?: readonly ExtraRoute[];
-  /** Open sessions allowed at once; `null` or 0 means unlimited. @default 10 */
+  /** Open sessions allowed at once; `null` or 0 means unlimited, a negative number none. @default 10 */
   maxSessions?: number | null;
   /**
    * Workload per second assumed for admission until the benchmark has measured the model.
@@ -176,9 +176,10 @@ export function defineWorker(options: WorkerOptions | ResolvedWorker): ResolvedW
     );
   }
   const maxSessions = source.maxSessions === undefined ? 10 : source.maxSessions;
-  if (maxSessions !== null && !(Number.isSafeInteger(maxSessions) && maxSessions >= 0)) {
+  // As in PyWorker (protocol §12 #12): 0 and null are unlimited, and a negative cap refuses every session.
+  if (maxSessions !== null && !Number.isSafeInteger(maxSessions)) {
     throw new DefinitionError(
-      `worker ${source.name}: "maxSessions" must be a whole number, 0 or more (0 or null: unlimited)`,
+      `worker ${source.name}: "maxSessions" must be a whole number (0 or null: unlimited; negative: no sessions)`,
     );
   }
   const actions = checkedLogActions(source);
