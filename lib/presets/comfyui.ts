@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { defineHandler, type ResolvedHandler } from '../handler.ts';
 import { watchModelLog, type LogWatcher } from '../readiness/log-watcher.ts';
 import { defineLoadTest, type LoadTestDefinition } from '../test-harness/definition.ts';
-import type { Answer } from '../test-harness/engine.ts';
+import type { Answer } from '../test-harness/load-types.ts';
 import {
   defineWorkerFactory,
   LogAction,

@@ -5,7 +5,7 @@
  * OpenAI workers' are.
  */
 import { defineLoadTest, type LoadTestDefinition } from '../test-harness/definition.ts';
-import type { Answer } from '../test-harness/engine.ts';
+import type { Answer } from '../test-harness/load-types.ts';
 import { ollamaWorkload, type OllamaChatRequest, type OllamaGenerateRequest } from './ollama.ts';
 import { openaiLoadTest } from './openai-load-test.ts';
 import { randomPrompt } from './prompts.ts';

@@ -3,7 +3,7 @@
  * `--verify` that checks the engine's real answer shape.
  */
 import { defineLoadTest, type LoadTestDefinition } from '../test-harness/definition.ts';
-import type { Answer } from '../test-harness/engine.ts';
+import type { Answer } from '../test-harness/load-types.ts';
 import { generationWorkload, type ChatRequest, type CompletionRequest } from './openai.ts';
 import { randomPrompt } from './prompts.ts';
 import { isRecord } from '../internal/values.ts';

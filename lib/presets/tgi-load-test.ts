@@ -3,7 +3,7 @@
  * TGI's real answer shapes (model-servers.md §7.2).
  */
 import { defineLoadTest, type LoadTestDefinition } from '../test-harness/definition.ts';
-import type { Answer } from '../test-harness/engine.ts';
+import type { Answer } from '../test-harness/load-types.ts';
 import { randomPrompt } from './prompts.ts';
 import { tgiWorkload } from './tgi.ts';
 import { isRecord } from '../internal/values.ts';

@@ -10,14 +10,14 @@ import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { seededRandom } from './arrivals.ts';
 import type { LoadTestDefinition, LoadTestRoute } from './definition.ts';
-import {
-  startLoad,
-  type ClosedSchedule,
-  type LoadResult,
-  type LoadRun,
-  type OpenSchedule,
-  type PlannedRequest,
-} from './engine.ts';
+import { startLoad } from './engine.ts';
+import type {
+  ClosedSchedule,
+  LoadResult,
+  LoadRun,
+  OpenSchedule,
+  PlannedRequest,
+} from './load-types.ts';
 import {
   formatProgress,
   formatProgressLine,

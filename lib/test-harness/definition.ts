@@ -3,7 +3,7 @@
  * `for_test()`), what it costs, how to check an answer and how to count its tokens.
  */
 import { DefinitionError } from '../errors.ts';
-import type { CountTokens, Verify } from './engine.ts';
+import type { CountTokens, Verify } from './load-types.ts';
 
 export interface LoadTestRoute<P> {
   /** One request's payload; `index` counts requests from 0. */

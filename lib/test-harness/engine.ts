@@ -26,22 +26,6 @@ import { ClosedLoop, OpenLoop, type LoopHost, type LoopStrategy } from './loops.
 import { RecentWindow } from './stats.ts';
 import type { RouteContext } from './targets.ts';
 
-export type {
-  Answer,
-  ClosedSchedule,
-  CountTokens,
-  ErrorCause,
-  LoadOptions,
-  LoadResult,
-  LoadRun,
-  OpenSchedule,
-  PlannedRequest,
-  Progress,
-  RequestRecord,
-  RetryPolicy,
-  Verify,
-} from './load-types.ts';
-
 /** What a request's attempts decided, before it becomes a record. */
 interface Outcome {
   readonly last: Attempt;

@@ -20,7 +20,7 @@ export type {
   RequestRecord,
   RetryPolicy,
   Verify,
-} from './engine.ts';
+} from './load-types.ts';
 export { directTarget, routeTarget, RoutingError, isRetryableStatus } from './targets.ts';
 export type { Destination, DirectEnvelope, RouteContext, Target } from './targets.ts';
 export {

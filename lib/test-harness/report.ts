@@ -2,7 +2,7 @@
  * The end-of-run summary: one JSON-ready object (for `--json` and scripts) built from the engine's
  * records, its table for people, and the one-line progress the live view prints.
  */
-import type { ErrorCause, LoadResult, Progress } from './engine.ts';
+import type { ErrorCause, LoadResult, Progress } from './load-types.ts';
 import { distribution, type Distribution } from './stats.ts';
 
 export interface RunDescription {
