@@ -21,6 +21,6 @@ export {
   type LoadResult,
   type LoadSummary,
   type PlannedRequest,
-  type RequestRecord,
+  type RequestResult,
   type Target,
 } from './test-harness/index.ts';

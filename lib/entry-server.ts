@@ -12,13 +12,19 @@ export {
   RESERVED_PATHS,
   type WorkerApp,
   type WorkerDeps,
-  type WorkerRuntime,
+  type WorkerParts,
+  type WorkerInspection,
   type RunningWorker,
   drain,
   type DrainOptions,
   type DrainOutcome,
 } from './server/index.ts';
-export type { RequestSummary, RequestObserver } from './pipeline/index.ts';
+export {
+  RequestLifecycle,
+  type LifecycleEvent,
+  type LifecycleListener,
+} from './lifecycle/channel.ts';
+export type { RequestRecord, RequestSummary } from './lifecycle/record.ts';
 export { startErrorBeacon, type ErrorBeacon } from './metrics/beacon.ts';
 export {
   PROTOCOL_VERSION,

@@ -9,3 +9,8 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 export function trimTrailingSlashes(text: string): string {
   return text.replace(/\/+$/, '');
 }
+
+/** An error's message, or the thrown value itself as text when it is not an Error. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,7 +1,7 @@
 /**
- * A request's record and the steps of its life, as the pipeline and the session routes report
- * them. This folder sits below both the pipeline and metrics: the pipeline reports through
- * `RequestLifecycle` without knowing who listens, and `Accounting` (in `lib/metrics/`) implements it.
+ * A request's record and how its HTTP request ended. This folder sits below both the pipeline and
+ * metrics: the pipeline and the session manager publish on the lifecycle channel (`channel.ts`)
+ * without knowing who listens; accounting, Prometheus and the request log subscribe.
  */
 
 export type RequestStatus = 'Created' | 'Started' | 'Success' | 'Error' | 'Cancelled' | 'Rejected';
@@ -38,17 +38,22 @@ export interface NewRequest {
 
 export type RejectionReason = 'unauthorized' | 'overloaded' | 'session-cap';
 
-/** The steps of a request's life, in the order they happen; each call is synchronous. */
-export interface RequestLifecycle {
-  /** Workload of admitted requests not yet ended, sessions excluded: admission's numerator. */
-  readonly queuedWorkload: number;
-  create(fields: NewRequest): RequestRecord;
-  rejected(record: RequestRecord, reason: RejectionReason): void;
-  /** Admitted: counted as in flight from here until `ended`. */
-  started(record: RequestRecord): void;
-  workStarted(record: RequestRecord, at?: number): void;
-  succeeded(record: RequestRecord): void;
-  errored(record: RequestRecord, message: string): void;
-  cancelled(record: RequestRecord): void;
-  ended(record: RequestRecord): void;
+/** How one HTTP request ended, for the request log line and Prometheus. */
+export interface RequestSummary {
+  /** The client's `x-request-id` when it is a safe one (`REQUEST_ID_PATTERN`), else ours. */
+  readonly requestId: string;
+  /** The client's `auth_data.request_idx`, `auth_data.reqnum` and `session_id`, when it sent them. */
+  readonly requestIdx?: number | undefined;
+  readonly reqnum?: number | undefined;
+  readonly sessionId?: string | undefined;
+  readonly route: string;
+  readonly status: number;
+  readonly outcome: 'success' | 'error' | 'cancelled' | 'rejected' | 'invalid';
+  readonly workload: number;
+  /** Milliseconds from arrival to the start of the work (the FIFO wait). */
+  readonly queueMs: number | undefined;
+  /** Milliseconds from arrival to the response headers. */
+  readonly ttfbMs: number | undefined;
+  readonly totalMs: number;
+  readonly errorCode: string | undefined;
 }

@@ -1,32 +1,14 @@
 /**
- * Pure accounting of workload and requests: the only stateful part of metrics. The autoscaler
- * reporter and the Prometheus registry read from it; the pipeline tells it what happened.
+ * Accounting of workload and requests: the only stateful part of metrics. It learns what happened
+ * from the lifecycle channel; the autoscaler reporter and the Prometheus registry read from it.
  * Semantics follow protocol §8.1 (and §13.1 for the per-request timestamps), with two fixes that the
  * autoscaler cannot see: records are keyed by an internal id, not by reqnum (§12.12), and the set of
  * received reqnums is bounded while the reported count stays the same.
  */
-import type {
-  RejectionReason,
-  RequestLifecycle,
-  RequestRecord,
-  NewRequest,
-} from '../lifecycle/record.ts';
+import type { LifecycleEvent, RequestLifecycle } from '../lifecycle/channel.ts';
+import type { RequestRecord } from '../lifecycle/record.ts';
 
 export type { RequestRecord, RequestStatus } from '../lifecycle/record.ts';
-
-export type AccountingEvent =
-  | { kind: 'created'; record: RequestRecord }
-  | {
-      kind: 'rejected';
-      record: RequestRecord;
-      reason: RejectionReason;
-    }
-  | { kind: 'started'; record: RequestRecord }
-  | { kind: 'work-started'; record: RequestRecord }
-  | { kind: 'succeeded'; record: RequestRecord }
-  | { kind: 'errored'; record: RequestRecord }
-  | { kind: 'cancelled'; record: RequestRecord }
-  | { kind: 'ended'; record: RequestRecord };
 
 /** What one `/worker_status/` interval has accumulated (zeroed after each successful send). */
 export interface IntervalCounters {
@@ -40,43 +22,82 @@ export interface IntervalCounters {
 /** How many recent reqnums are remembered to recognise a repeat; older repeats count as new. */
 const RECEIVED_WINDOW = 10_000;
 
-export class Accounting implements RequestLifecycle {
-  readonly interval: IntervalCounters = {
-    served: 0,
-    received: 0,
-    cancelled: 0,
-    errored: 0,
-    rejected: 0,
-  };
-  /** The same counters since start-up, never reset: for Prometheus-style readers and tests. */
-  readonly totals: IntervalCounters = {
-    served: 0,
-    received: 0,
-    cancelled: 0,
-    errored: 0,
-    rejected: 0,
-  };
-  /** Non-session requests and open sessions, from start to end, in insertion order (§5). */
-  readonly inFlight = new Map<number, RequestRecord>();
-  /** Workload of in-flight entries that are not session-level records: the admission numerator. */
-  queuedWorkload = 0;
-  /** Finished and rejected records waiting for /delete_requests/. */
-  readonly toDelete: RequestRecord[] = [];
-  /** Entries dropped undelivered because the autoscaler stayed unreachable past the pending cap. */
-  droppedDeletes = 0;
-  /** A report should go out at the next tick. */
-  updatePending = false;
+/** A unit of reporting: what the next `/worker_status/` says about requests (protocol §8.2). */
+export interface AccountingSnapshot {
+  readonly interval: Readonly<IntervalCounters>;
+  /** Sum of in-flight workloads, sessions included (`cur_load`). */
+  readonly currentLoad: number;
+  /** In-flight requests and open sessions (`num_requests_working`). */
+  readonly working: number;
+  readonly workingRequestIdxs: readonly number[];
+  /** `num_requests_recieved`. */
+  readonly received: number;
+  /** Which change this snapshot includes, for `commitReported`. */
+  readonly version: number;
+  /** Which interval it belongs to: a reset in between makes the commit subtract nothing. */
+  readonly intervalEpoch: number;
+}
 
-  #nextId = 1;
+/** Undelivered /delete_requests/ entries kept by default: a 60 s outage at 1,000 requests/s. */
+export const DEFAULT_MAX_PENDING_DELETES = 60_000;
+
+export interface AccountingOptions {
+  /**
+   * Undelivered /delete_requests/ entries kept while the autoscaler is unreachable; older ones are
+   * dropped and counted in `droppedDeletes`. @default DEFAULT_MAX_PENDING_DELETES
+   */
+  readonly maxPendingDeletes?: number;
+}
+
+/**
+ * Listens to the lifecycle channel and owns everything the autoscaler is told about requests. The
+ * reporter reads it through `snapshot()`, settles it with `commitReported()`, and takes the finished
+ * records with `takeDeletes()`.
+ */
+export class Accounting {
+  readonly #interval: IntervalCounters = emptyCounters();
+  readonly #totals: IntervalCounters = emptyCounters();
+  /** Non-session requests and open sessions, from admission to end, in insertion order (§5). */
+  readonly #working = new Map<number, RequestRecord>();
+  #queuedWorkload = 0;
+  /** Finished and rejected records waiting for /delete_requests/. */
+  #toDelete: RequestRecord[] = [];
+  #droppedDeletes = 0;
+  readonly #maxPendingDeletes: number;
+  /** Bumped by every change the autoscaler should hear of; compared with the last one reported. */
+  #version = 0;
+  #reportedVersion = 0;
+  #intervalEpoch = 0;
   #receivedCount = 0;
   readonly #recentReqnums = new Set<number>();
   readonly #reqnumRing: (number | undefined)[] = new Array<number | undefined>(RECEIVED_WINDOW);
   #ringNext = 0;
-  readonly #listeners: ((event: AccountingEvent) => void)[] = [];
-  readonly #now: () => number;
 
-  constructor(options: { now?: () => number } = {}) {
-    this.#now = options.now ?? Date.now;
+  constructor(lifecycle: RequestLifecycle, options: AccountingOptions = {}) {
+    this.#maxPendingDeletes = options.maxPendingDeletes ?? DEFAULT_MAX_PENDING_DELETES;
+    lifecycle.subscribe((event) => this.#apply(event));
+  }
+
+  /** Workload of admitted requests not yet ended, sessions excluded: admission's numerator. */
+  get queuedWorkload(): number {
+    return this.#queuedWorkload;
+  }
+
+  /** In-flight requests and open sessions. */
+  get workingCount(): number {
+    return this.#working.size;
+  }
+
+  /** Sum of in-flight workloads, sessions included (`cur_load`). */
+  currentLoad(): number {
+    let total = 0;
+    for (const record of this.#working.values()) total += record.workload;
+    return total;
+  }
+
+  /** The interval's counters since start-up, never reset: for Prometheus-style readers and tests. */
+  get totals(): Readonly<IntervalCounters> {
+    return { ...this.#totals };
   }
 
   /** Cumulative count of distinct reqnums received or rejected (`num_requests_recieved`). */
@@ -84,127 +105,126 @@ export class Accounting implements RequestLifecycle {
     return this.#receivedCount;
   }
 
-  subscribe(listener: (event: AccountingEvent) => void): () => void {
-    this.#listeners.push(listener);
-    return () => {
-      const index = this.#listeners.indexOf(listener);
-      if (index >= 0) this.#listeners.splice(index, 1);
+  /** Something changed that the autoscaler has not been told of yet. */
+  get hasUnreported(): boolean {
+    return this.#version !== this.#reportedVersion;
+  }
+
+  get pendingDeletes(): number {
+    return this.#toDelete.length;
+  }
+
+  /** Entries dropped undelivered because the autoscaler stayed unreachable past the pending cap. */
+  get droppedDeletes(): number {
+    return this.#droppedDeletes;
+  }
+
+  snapshot(): AccountingSnapshot {
+    const workingRequestIdxs: number[] = [];
+    for (const record of this.#working.values()) {
+      if (record.requestIdx !== null) workingRequestIdxs.push(record.requestIdx);
+    }
+    return {
+      interval: { ...this.#interval },
+      currentLoad: this.currentLoad(),
+      working: this.#working.size,
+      workingRequestIdxs,
+      received: this.#receivedCount,
+      version: this.#version,
+      intervalEpoch: this.#intervalEpoch,
     };
   }
 
-  create(fields: NewRequest): RequestRecord {
-    const record: RequestRecord = {
-      id: this.#nextId++,
-      route: fields.route,
-      requestIdx: fields.requestIdx,
-      reqnum: fields.reqnum,
-      workload: fields.workload,
-      inSession: fields.inSession ?? false,
-      isSession: fields.isSession ?? false,
-      status: 'Created',
-      success: false,
-      errorMessage: undefined,
-      enteredQueueAt: this.#epochSeconds(),
-      workStartedAt: null,
-      workCompletedAt: null,
-    };
-    this.#emit({ kind: 'created', record });
-    return record;
-  }
-
-  rejected(record: RequestRecord, reason: RejectionReason): void {
-    this.interval.rejected += record.workload;
-    this.totals.rejected += record.workload;
-    record.status = 'Rejected';
-    record.success = false;
-    if (!record.inSession) {
-      this.#noteReqnum(record.reqnum);
-      this.toDelete.push(record);
+  /**
+   * The snapshot reached the autoscaler: its counters leave the interval. Subtracted rather than
+   * zeroed, so work finished while it was being sent still counts in the next one.
+   */
+  commitReported(snapshot: AccountingSnapshot): void {
+    if (snapshot.intervalEpoch === this.#intervalEpoch) {
+      for (const key of COUNTER_KEYS) this.#interval[key] -= snapshot.interval[key];
     }
-    this.updatePending = true;
-    this.#emit({ kind: 'rejected', record, reason });
+    if (snapshot.version > this.#reportedVersion) this.#reportedVersion = snapshot.version;
   }
 
-  started(record: RequestRecord): void {
-    record.status = 'Started';
-    this.interval.received += record.workload;
-    this.totals.received += record.workload;
-    if (!record.inSession) {
-      this.#noteReqnum(record.reqnum);
-      this.inFlight.set(record.id, record);
-      if (!record.isSession) this.queuedWorkload += record.workload;
-    }
-    this.updatePending = true;
-    this.#emit({ kind: 'started', record });
-  }
-
-  /** The request left the queue and its work began (`work_started_at`). */
-  /** `at` (epoch seconds) defaults to now; a session's work starts when it is created. */
-  workStarted(record: RequestRecord, at = this.#epochSeconds()): void {
-    record.workStartedAt = at;
-    this.#emit({ kind: 'work-started', record });
-  }
-
-  succeeded(record: RequestRecord): void {
-    this.interval.served += record.workload;
-    this.totals.served += record.workload;
-    record.status = 'Success';
-    record.success = true;
-    record.workCompletedAt = this.#epochSeconds();
-    this.updatePending = true;
-    this.#emit({ kind: 'succeeded', record });
-  }
-
-  errored(record: RequestRecord, message: string): void {
-    this.interval.errored += record.workload;
-    this.totals.errored += record.workload;
-    record.status = 'Error';
-    record.success = false;
-    record.errorMessage = message;
-    record.workCompletedAt = this.#epochSeconds();
-    this.updatePending = true;
-    this.#emit({ kind: 'errored', record });
-  }
-
-  /** The client went away. Reported as status "Cancelled" with success true, as the reference does. */
-  cancelled(record: RequestRecord): void {
-    this.interval.cancelled += record.workload;
-    this.totals.cancelled += record.workload;
-    record.status = 'Cancelled';
-    record.success = true;
-    // The reference forgets this (§12.16); a cancellation changes cur_load, so report it.
-    this.updatePending = true;
-    this.#emit({ kind: 'cancelled', record });
-  }
-
-  ended(record: RequestRecord): void {
-    if (!record.inSession) {
-      if (this.inFlight.delete(record.id) && !record.isSession) {
-        this.queuedWorkload -= record.workload;
-      }
-      this.toDelete.push(record);
-    }
-    this.#emit({ kind: 'ended', record });
-  }
-
-  /** Sum of in-flight workloads, sessions included (`cur_load`). */
-  currentLoad(): number {
-    let total = 0;
-    for (const record of this.inFlight.values()) total += record.workload;
-    return total;
-  }
-
+  /** Zeroes the interval counters: the reference does it when the model errors (§8.1). */
   resetInterval(): void {
-    this.interval.served = 0;
-    this.interval.received = 0;
-    this.interval.cancelled = 0;
-    this.interval.errored = 0;
-    this.interval.rejected = 0;
+    for (const key of COUNTER_KEYS) this.#interval[key] = 0;
+    this.#intervalEpoch += 1;
   }
 
-  /** Removes and returns the records waiting for /delete_requests/. */
+  /** The records waiting for /delete_requests/, oldest first, left where they are. */
+  peekDeletes(): readonly RequestRecord[] {
+    return [...this.#toDelete];
+  }
+
+  /** Removes and returns the records waiting for /delete_requests/, oldest first. */
   takeDeletes(): RequestRecord[] {
-    return this.toDelete.splice(0, this.toDelete.length);
+    const taken = this.#toDelete;
+    this.#toDelete = [];
+    return taken;
+  }
+
+  /**
+   * Puts back records whose /delete_requests/ was not delivered, ahead of newer ones, keeping at
+   * most the pending cap so a dead autoscaler cannot grow memory. Returns how many were dropped.
+   */
+  returnDeletes(records: readonly RequestRecord[]): number {
+    this.#toDelete = [...records, ...this.#toDelete];
+    const excess = this.#toDelete.length - this.#maxPendingDeletes;
+    if (excess <= 0) return 0;
+    this.#toDelete.splice(0, excess);
+    this.#droppedDeletes += excess;
+    return excess;
+  }
+
+  #apply(event: LifecycleEvent): void {
+    switch (event.kind) {
+      case 'rejected':
+        return this.#rejected(event.record);
+      case 'admitted':
+        return this.#admitted(event.record);
+      case 'succeeded':
+        return this.#count(event.record, 'served');
+      case 'errored':
+        return this.#count(event.record, 'errored');
+      case 'cancelled':
+        // The reference forgets this one (§12.16); a cancellation changes cur_load, so report it.
+        return this.#count(event.record, 'cancelled');
+      case 'ended':
+        return this.#ended(event.record);
+      default:
+        return;
+    }
+  }
+
+  #count(record: RequestRecord, counter: keyof IntervalCounters): void {
+    this.#interval[counter] += record.workload;
+    this.#totals[counter] += record.workload;
+    this.#version += 1;
+  }
+
+  #rejected(record: RequestRecord): void {
+    this.#count(record, 'rejected');
+    if (!record.inSession) {
+      this.#noteReqnum(record.reqnum);
+      this.#toDelete.push(record);
+    }
+  }
+
+  #admitted(record: RequestRecord): void {
+    this.#count(record, 'received');
+    if (record.inSession) return;
+    this.#noteReqnum(record.reqnum);
+    this.#working.set(record.id, record);
+    if (!record.isSession) this.#queuedWorkload += record.workload;
+  }
+
+  #ended(record: RequestRecord): void {
+    if (record.inSession) return;
+    if (this.#working.delete(record.id) && !record.isSession) {
+      this.#queuedWorkload -= record.workload;
+    }
+    this.#toDelete.push(record);
   }
 
   #noteReqnum(reqnum: number | null): void {
@@ -217,12 +237,10 @@ export class Accounting implements RequestLifecycle {
     this.#reqnumRing[this.#ringNext] = reqnum;
     this.#ringNext = (this.#ringNext + 1) % RECEIVED_WINDOW;
   }
+}
 
-  #epochSeconds(): number {
-    return this.#now() / 1000;
-  }
+const COUNTER_KEYS = ['served', 'received', 'cancelled', 'errored', 'rejected'] as const;
 
-  #emit(event: AccountingEvent): void {
-    for (const listener of this.#listeners) listener(event);
-  }
+function emptyCounters(): IntervalCounters {
+  return { served: 0, received: 0, cancelled: 0, errored: 0, rejected: 0 };
 }

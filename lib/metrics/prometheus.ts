@@ -1,11 +1,15 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RequestSummary } from '../pipeline/index.ts';
+import type { LifecycleEvent, RequestLifecycle } from '../lifecycle/channel.ts';
+import type { RequestSummary } from '../lifecycle/record.ts';
 import type { FifoQueue } from '../queue/index.ts';
 import { estimatedWaitSeconds } from '../queue/index.ts';
 import type { ReadinessPhase, ReadinessState } from '../readiness/state.ts';
-import type { Accounting, AccountingEvent } from './accounting.ts';
+import type { Accounting } from './accounting.ts';
 
 export interface PrometheusSources {
+  /** Where the request and workload counters and the latency histograms learn what happened. */
+  readonly lifecycle: RequestLifecycle;
+  /** Read at scrape time for the load gauges. */
   readonly accounting: Accounting;
   readonly readiness: ReadinessState;
   readonly fifo: FifoQueue;
@@ -17,8 +21,6 @@ export interface PrometheusSources {
 
 export interface PrometheusMetrics {
   readonly registry: Registry;
-  /** Feed one finished request (a pipeline observer). */
-  readonly observe: (summary: RequestSummary) => void;
 }
 
 const PHASES: readonly ReadinessPhase[] = [
@@ -34,8 +36,8 @@ const LATENCY_BUCKETS = [
 ];
 
 /**
- * The worker's Prometheus registry (one per worker, never the global one). It reads the same
- * accounting the autoscaler reporter reads; the pipeline only reports finished requests to it.
+ * The worker's Prometheus registry (one per worker, never the global one). Counters and histograms
+ * listen to the lifecycle channel; the gauges read the same accounting the autoscaler reporter reads.
  */
 export function createPrometheusMetrics(sources: PrometheusSources): PrometheusMetrics {
   const registry = new Registry();
@@ -46,12 +48,16 @@ export function createPrometheusMetrics(sources: PrometheusSources): PrometheusM
     labelNames: ['version', 'worker'] as const,
     registers: [registry],
   }).set({ version: sources.build.version, worker: sources.build.worker }, 1);
-  const observe = requestMetrics(registry);
-  workloadMetrics(registry, sources.accounting);
+  const observeRequest = requestMetrics(registry);
+  const observeWorkload = workloadMetrics(registry);
+  sources.lifecycle.subscribe((event) => {
+    if (event.kind === 'finished') observeRequest(event.summary);
+    else observeWorkload(event);
+  });
   loadGauges(registry, sources);
   readinessGauges(registry, sources.readiness);
   followingCounters(registry, sources);
-  return { registry, observe };
+  return { registry };
 }
 
 function latencyHistogram(registry: Registry, name: string, help: string) {
@@ -125,16 +131,16 @@ function requestMetrics(registry: Registry): (summary: RequestSummary) => void {
 
 const WORKLOAD_KINDS = ['received', 'served', 'cancelled', 'errored', 'rejected'] as const;
 type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
-/** Which accounting event moves which workload counter. */
-const WORKLOAD_KIND_OF: Partial<Record<AccountingEvent['kind'], WorkloadKind>> = {
-  started: 'received',
+/** Which lifecycle event moves which workload counter. */
+const WORKLOAD_KIND_OF: Partial<Record<LifecycleEvent['kind'], WorkloadKind>> = {
+  admitted: 'received',
   succeeded: 'served',
   cancelled: 'cancelled',
   errored: 'errored',
   rejected: 'rejected',
 };
 
-function workloadMetrics(registry: Registry, accounting: Accounting): void {
+function workloadMetrics(registry: Registry): (event: LifecycleEvent) => void {
   const workload = new Counter({
     name: 'tsworker_workload_total',
     help: 'Workload units by what happened to them: received, served, cancelled, errored, rejected.',
@@ -147,10 +153,10 @@ function workloadMetrics(registry: Registry, accounting: Accounting): void {
     child.inc(0);
     children.set(kind, child);
   }
-  accounting.subscribe((event) => {
+  return (event) => {
     const kind = WORKLOAD_KIND_OF[event.kind];
-    if (kind !== undefined) children.get(kind)?.inc(event.record.workload);
-  });
+    if (kind !== undefined && 'record' in event) children.get(kind)?.inc(event.record.workload);
+  };
 }
 
 /** A gauge without labels whose value is read at scrape time. */
@@ -171,7 +177,7 @@ function loadGauges(registry: Registry, sources: PrometheusSources): void {
     registry,
     'tsworker_inflight_requests',
     'Requests admitted and not finished (queued or running), sessions included.',
-    () => accounting.inFlight.size,
+    () => accounting.workingCount,
   );
   gaugeOf(
     registry,

@@ -1,7 +1,7 @@
 import { statfsSync } from 'node:fs';
 import type { Logger } from '../log.ts';
 import type { ReadinessState } from '../readiness/state.ts';
-import type { Accounting, IntervalCounters, RequestRecord } from './accounting.ts';
+import type { Accounting, AccountingSnapshot, RequestRecord } from './accounting.ts';
 import { AutoscalerClient } from './autoscaler-client.ts';
 
 /** The reference's server version, reported as `version` (protocol §1.1). */
@@ -79,15 +79,7 @@ export interface ReporterOptions {
   readonly now?: () => number;
   /** Bytes used on the root filesystem; injectable for tests. */
   readonly diskUsedBytes?: () => number;
-  /**
-   * Undelivered /delete_requests/ entries kept while the autoscaler is unreachable; older ones are
-   * dropped and counted in `accounting.droppedDeletes`. @default DEFAULT_MAX_PENDING_DELETES
-   */
-  readonly maxPendingDeletes?: number;
 }
-
-/** A 60 s autoscaler outage at 1,000 requests/s; an entry is about 200 bytes, so 12 MB at most. */
-export const DEFAULT_MAX_PENDING_DELETES = 60_000;
 
 function rootDiskUsedBytes(): number {
   try {
@@ -134,10 +126,7 @@ export class Reporter {
 
   start(): void {
     if (this.#timer !== undefined || this.#stopped) return;
-    this.#unsubscribe = this.#options.readiness.onChange((next, previous) => {
-      // The reference zeroes the interval counters when the model errors (§8.1).
-      if (next.phase === 'errored' && previous.phase !== 'errored')
-        this.#options.accounting.resetInterval();
+    this.#unsubscribe = this.#options.readiness.onChange(() => {
       // Loaded, errored and draining reach the autoscaler at once, not up to 10 s later (§12.16).
       this.requestReport();
     });
@@ -170,19 +159,18 @@ export class Reporter {
   }
 
   /** The body of the next report, without sending it. */
-  statusBody(diskDeltaGb = 0): WorkerStatus {
-    const { accounting, readiness } = this.#options;
-    const interval = accounting.interval;
-    const workingIdxs: number[] = [];
-    for (const record of accounting.inFlight.values()) {
-      if (record.requestIdx !== null) workingIdxs.push(record.requestIdx);
-    }
+  statusBody(
+    diskDeltaGb = 0,
+    snapshot: AccountingSnapshot = this.#options.accounting.snapshot(),
+  ): WorkerStatus {
+    const { readiness } = this.#options;
+    const interval = snapshot.interval;
     return {
       id: this.#options.workerId,
       mtoken: this.#options.mtoken ?? null,
       version: PROTOCOL_VERSION,
       loadtime: readiness.loadtime,
-      cur_load: accounting.currentLoad(),
+      cur_load: snapshot.currentLoad,
       rej_load: interval.rejected,
       new_load: Math.max(interval.received - interval.cancelled, 0),
       error_msg: readiness.errorMessage,
@@ -190,10 +178,10 @@ export class Reporter {
       cur_perf: interval.served,
       cur_capacity: 0,
       max_capacity: 0,
-      num_requests_working: accounting.inFlight.size,
-      num_requests_recieved: accounting.receivedCount,
+      num_requests_working: snapshot.working,
+      num_requests_recieved: snapshot.received,
       additional_disk_usage: diskDeltaGb,
-      working_request_idxs: workingIdxs,
+      working_request_idxs: [...snapshot.workingRequestIdxs],
       url: this.#options.url(),
     };
   }
@@ -203,11 +191,11 @@ export class Reporter {
     const elapsed = this.#now() - this.#lastSentAt;
     if (
       this.#statusInFlight === undefined &&
-      (this.#options.accounting.updatePending || this.#immediate || elapsed >= this.#options.idleMs)
+      (this.#options.accounting.hasUnreported || this.#immediate || elapsed >= this.#options.idleMs)
     ) {
       this.#statusInFlight = this.#sendStatus();
     }
-    if (this.#deleteInFlight === undefined && this.#options.accounting.toDelete.length > 0) {
+    if (this.#deleteInFlight === undefined && this.#options.accounting.pendingDeletes > 0) {
       this.#deleteInFlight = this.#sendDeletes();
     }
   }
@@ -216,22 +204,18 @@ export class Reporter {
     try {
       do {
         this.#immediate = false;
-        const accounting = this.#options.accounting;
-        const sent: IntervalCounters = { ...accounting.interval };
+        const snapshot = this.#options.accounting.snapshot();
         const diskNow = this.#diskUsedBytes();
-        const body = this.statusBody((diskNow - this.#diskBaseline) / 2 ** 30);
-        accounting.updatePending = false;
+        const body = this.statusBody((diskNow - this.#diskBaseline) / 2 ** 30, snapshot);
         const delivered = await this.#client.post('/worker_status/', body);
         if (delivered) {
           this.#lastSentAt = this.#now();
-          // Subtract what was reported rather than zeroing: work finished during the send still counts.
-          for (const key of Object.keys(sent) as (keyof IntervalCounters)[])
-            accounting.interval[key] -= sent[key];
+          this.#options.accounting.commitReported(snapshot);
           // The reference loses the disk delta on a failed send (§8.2); only a delivered one moves the baseline.
           this.#diskBaseline = diskNow;
           this.#log.debug({ report: { ...body, mtoken: undefined } }, 'worker status sent');
         } else {
-          accounting.updatePending = true;
+          // Nothing committed: the next tick sends the changes again.
           this.#lastSentAt = this.#now();
           this.#log.warn('worker status not delivered to any REPORT_ADDR');
           break;
@@ -258,15 +242,9 @@ export class Reporter {
         { skipCloudApi: true },
       );
       if (!delivered) {
-        // Keep them for the next tick, oldest first, bounded so a dead autoscaler cannot grow memory.
-        accounting.toDelete.unshift(...records);
-        const max = this.#options.maxPendingDeletes ?? DEFAULT_MAX_PENDING_DELETES;
-        const excess = accounting.toDelete.length - max;
-        if (excess > 0) {
-          accounting.toDelete.splice(0, excess);
-          accounting.droppedDeletes += excess;
-          this.#log.warn({ dropped: excess }, 'dropped undelivered delete_requests entries');
-        }
+        // Kept for the next tick, oldest first, bounded so a dead autoscaler cannot grow memory.
+        const dropped = accounting.returnDeletes(records);
+        if (dropped > 0) this.#log.warn({ dropped }, 'dropped undelivered delete_requests entries');
       }
     } finally {
       this.#deleteInFlight = undefined;

@@ -1,8 +1,7 @@
-import { overloaded } from '../errors.ts';
+import { overloaded, type WorkerError } from '../errors.ts';
 import type { ResolvedHandler } from '../handler.ts';
-import type { RequestLifecycle } from '../lifecycle/record.ts';
 import { estimatedWaitSeconds, exceedsQueueLimit } from '../queue/index.ts';
-import { Rejection } from './rejection.ts';
+import type { RejectionReason } from '../lifecycle/record.ts';
 
 /**
  * What admission reads of the worker's readiness (`ReadinessState` has it); named here so the
@@ -15,6 +14,12 @@ export interface ReadinessView {
   readonly maxPerf: number;
 }
 
+/** What admission reads of the load (`Accounting` has it). */
+export interface LoadView {
+  /** Workload of admitted requests not yet ended, sessions excluded. */
+  readonly queuedWorkload: number;
+}
+
 /** Workload per second used for estimates: the benchmark's result once there is one. */
 export function currentThroughput(readiness: ReadinessView, assumedThroughput: number): number {
   return readiness.maxPerf > 0 ? readiness.maxPerf : assumedThroughput;
@@ -23,19 +28,19 @@ export function currentThroughput(readiness: ReadinessView, assumedThroughput: n
 /**
  * Step 7 of protocol §1.3: 429 with an honest Retry-After when the estimated wait (queued plus
  * running workload over throughput) is above the handler's max_queue_time. As in the reference,
- * the new request's own workload is not counted. The refusal is a `Rejection`, counted as overloaded.
+ * the new request's own workload is not counted. Returns the refusal, counted as overloaded.
  */
-export function admit(
+export function admissionRefusal(
   handler: ResolvedHandler,
-  accounting: RequestLifecycle,
+  load: LoadView,
   readiness: ReadinessView,
   assumedThroughput: number,
-): void {
-  if (handler.maxQueueTime === null) return;
+): { failure: WorkerError; reason: RejectionReason } | undefined {
+  if (handler.maxQueueTime === null) return undefined;
   const wait = estimatedWaitSeconds(
-    accounting.queuedWorkload,
+    load.queuedWorkload,
     currentThroughput(readiness, assumedThroughput),
   );
-  if (exceedsQueueLimit(wait, handler.maxQueueTime))
-    throw new Rejection(overloaded(wait, handler.maxQueueTime), 'overloaded');
+  if (!exceedsQueueLimit(wait, handler.maxQueueTime)) return undefined;
+  return { failure: overloaded(wait, handler.maxQueueTime), reason: 'overloaded' };
 }

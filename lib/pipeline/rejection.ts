@@ -1,16 +1,18 @@
 import type { WorkerError } from '../errors.ts';
-import type { RejectionReason } from '../lifecycle/record.ts';
+
+/** Errors thrown as refusals; tagged, not wrapped, so every error handler answers them as they are. */
+const refusals = new WeakSet<WorkerError>();
 
 /**
- * A refusal (drain, signature, admission): the request is counted as rejected, and in accounting
- * with `reason` when it has a record by then.
+ * Tags a refusal (drain, signature, admission, session cap): the request's outcome is "rejected"
+ * rather than "invalid" or "error". One that counts workload was published on the lifecycle
+ * channel before it was thrown.
  */
-export class Rejection extends Error {
-  constructor(
-    readonly failure: WorkerError,
-    readonly reason: RejectionReason | undefined,
-  ) {
-    super(failure.message);
-    this.name = 'Rejection';
-  }
+export function refusal(failure: WorkerError): WorkerError {
+  refusals.add(failure);
+  return failure;
+}
+
+export function isRefusal(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && refusals.has(error as WorkerError);
 }

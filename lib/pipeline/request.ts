@@ -5,26 +5,30 @@
  *   accept (drain check ▶ bounded read ▶ parse ▶ validate ▶ auth ▶ workload ▶ session ▶ admit)
  *   ▶ enter (session binding, accounting, queue) ▶ execute (predict, or forward and respond)
  *
- * A refusal is a `Rejection` thrown by its stage, which says how accounting counts it; `#fail`
- * turns any failure into the one JSON error, and `#finish` releases what the stages took.
+ * Each step is published on the lifecycle channel. A refusal is an error its stage tags with
+ * `refusal` (and counts there when it counts workload); `#fail` turns any failure into the one
+ * JSON error, and `#finish` releases what the stages took and publishes how the request ended.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { draining, handlerFailed, invalidSession, WorkerError } from '../errors.ts';
+import { handlerFailed, WorkerError } from '../errors.ts';
 import type { HandlerContext, ResolvedHandler } from '../handler.ts';
-import type { RequestRecord } from '../lifecycle/record.ts';
+import type { RequestRecord, RequestSummary } from '../lifecycle/record.ts';
 import type { Logger } from '../log.ts';
 import { callModel, pipeModelResponse, sendWebResponse, toWebResponse } from '../proxy/index.ts';
 import type { FifoTicket } from '../queue/index.ts';
 import type { Session, SessionRequest } from '../sessions/store.ts';
-import { admit } from './admit.ts';
-import { signatureProblem } from './auth.ts';
-import type { PipelineDeps, RequestSummary } from './index.ts';
-import { BodyAbortedError, lingerOnRefusedBody, parseJson, readBody } from './parse.ts';
-import { Rejection } from './rejection.ts';
+import {
+  acceptBody,
+  refuseWhileDraining,
+  type AcceptProgress,
+  type AcceptRoute,
+} from './accept.ts';
+import type { PipelineDeps } from './index.ts';
+import { BodyAbortedError, lingerOnRefusedBody, readBody } from './parse.ts';
+import { isRefusal } from './rejection.ts';
 import { requestIdFor } from './request-id.ts';
 import { sendError, sendJson, toWorkerError } from './respond.ts';
-import { validateEnvelope, type Envelope } from './validate.ts';
-import { measureWorkload } from './workload.ts';
+import type { Envelope } from './validate.ts';
 
 /** What is decided once per route, shared by all its requests. */
 export interface RouteContext {
@@ -33,6 +37,8 @@ export interface RouteContext {
   /** The model server's path for this route, base path included. */
   readonly modelPath: string;
   readonly log: Logger;
+  /** The route's side of the accept stages: its schema, workload and admission check. */
+  readonly accept: AcceptRoute;
 }
 
 /** The reason a request's signal aborts when its client goes away. */
@@ -54,7 +60,8 @@ export class PipelineRequest {
   readonly #requestId: string;
   readonly #idHeader: Record<string, string>;
   readonly #controller = new AbortController();
-  #record: RequestRecord | undefined;
+  /** The envelope and record, as far as the accept stages got. */
+  readonly #accepted: AcceptProgress = {};
   /** Admitted: counted in flight from here until `#finish`. */
   #admitted = false;
   #ticket: FifoTicket | undefined;
@@ -64,9 +71,6 @@ export class PipelineRequest {
   #headersAt: number | undefined;
   #outcome: RequestSummary['outcome'] = 'invalid';
   #failure: WorkerError | undefined;
-  #requestIdx: number | undefined;
-  #reqnum: number | undefined;
-  #sessionId: string | undefined;
 
   constructor(route: RouteContext, request: IncomingMessage, response: ServerResponse) {
     this.#route = route;
@@ -74,6 +78,10 @@ export class PipelineRequest {
     this.#response = response;
     this.#requestId = requestIdFor(request);
     this.#idHeader = { 'x-request-id': this.#requestId };
+  }
+
+  get #record(): RequestRecord | undefined {
+    return this.#accepted.record;
   }
 
   /** Unfinished and not destroyed by us (an upstream failure sets `errored`): the client left. */
@@ -91,7 +99,7 @@ export class PipelineRequest {
       await this.#enter(envelope);
       await this.#execute(envelope);
       // Model non-2xx answers count as served, as in the reference (§12.8): the autoscaler sees the same.
-      if (this.#record !== undefined) this.#route.deps.accounting.succeeded(this.#record);
+      if (this.#record !== undefined) this.#route.deps.lifecycle.succeeded(this.#record);
       this.#outcome = 'success';
     } catch (error) {
       this.#fail(error);
@@ -100,40 +108,14 @@ export class PipelineRequest {
     }
   }
 
-  /** Everything before the request is admitted; each refusal throws. */
+  /** Everything before the request is admitted (`accept.ts`); each refusal throws. */
   async #accept(): Promise<Envelope> {
-    const { deps, handler, log } = this.#route;
-    // Refused, not malformed: Prometheus counts it with the other refusals.
-    if (deps.readiness.draining) throw new Rejection(draining(), undefined);
+    const { deps } = this.#route;
+    refuseWhileDraining(deps.readiness);
     const rawBody = await readBody(this.#request, deps.maxBodyBytes);
-    const envelope = validateEnvelope(parseJson(rawBody), handler, deps.envelopeRules);
-    const requestIdx = asInteger(envelope.authData['request_idx']);
-    const reqnum = asInteger(envelope.authData['reqnum']);
-    this.#requestIdx = requestIdx ?? undefined;
-    this.#reqnum = reqnum ?? undefined;
-    this.#sessionId = envelope.sessionId?.slice(0, MAX_LOGGED_SESSION_ID) ?? undefined;
-    // The signature is checked before the workload is measured: the port is public, and an
-    // unsigned request must never reach the tokenizer. Its rejection counts no workload.
-    const forged = signatureProblem(deps.verifier, envelope.authData, rawBody);
-    const measured = forged === undefined ? measureWorkload(handler, envelope.payload, log) : 0;
-    // Awaited only when the workload function returned a promise (a large prompt counted off-thread).
-    const workload = typeof measured === 'number' ? measured : await measured;
-    this.#record = deps.accounting.create({
-      route: handler.route,
-      requestIdx,
-      reqnum,
-      workload,
-      inSession: envelope.sessionId !== null,
-    });
-    // 410 comes before 401, as in the reference; but only an admitted request extends the session (§12.13).
-    if (envelope.sessionId !== null && deps.sessions.get(envelope.sessionId) === undefined) {
-      throw invalidSession();
-    }
-    if (forged !== undefined) throw new Rejection(forged, 'unauthorized');
-    admit(handler, deps.accounting, deps.readiness, deps.assumedThroughput);
-    return envelope;
+    const accepted = await acceptBody(deps, this.#route.accept, rawBody, this.#accepted);
+    return accepted.envelope;
   }
-
   /** Admitted: bound to its session, counted in flight, and through the FIFO when it has one. */
   async #enter(envelope: Envelope): Promise<void> {
     const { deps, handler } = this.#route;
@@ -142,11 +124,11 @@ export class PipelineRequest {
       this.#sessionRequest = { record, abort: (reason) => this.#controller.abort(reason) };
       this.#session = deps.sessions.bind(envelope.sessionId, this.#sessionRequest);
     }
-    deps.accounting.started(record);
+    deps.lifecycle.admitted(record);
     this.#admitted = true;
     if (!handler.allowParallel) this.#ticket = await deps.fifo.enter(this.#controller.signal);
     this.#workStartedAt = performance.now();
-    deps.accounting.workStarted(record);
+    deps.lifecycle.workStarted(record);
   }
 
   /** The work: the worker's own `predict`, or the model server with the route's transforms. */
@@ -197,16 +179,10 @@ export class PipelineRequest {
   }
 
   /** Any failure, at any stage: counted once, answered with one JSON error while that is possible. */
-  #fail(thrown: unknown): void {
+  #fail(error: unknown): void {
     const { deps } = this.#route;
     const signal = this.#controller.signal;
-    let error = thrown;
-    if (error instanceof Rejection) {
-      this.#outcome = 'rejected';
-      if (error.reason !== undefined && this.#record !== undefined)
-        deps.accounting.rejected(this.#record, error.reason);
-      error = error.failure;
-    }
+    if (isRefusal(error)) this.#outcome = 'rejected';
     if (error instanceof BodyAbortedError && !signal.aborted)
       this.#controller.abort(new ClientGoneError());
     if (signal.aborted) this.#abandoned(signal.reason);
@@ -225,7 +201,7 @@ export class PipelineRequest {
   #abandoned(reason: unknown): void {
     this.#outcome = 'cancelled';
     if (this.#record !== undefined && this.#admitted)
-      this.#route.deps.accounting.cancelled(this.#record);
+      this.#route.deps.lifecycle.cancelled(this.#record);
     if (this.#response.headersSent) return;
     // Aborted by the worker itself (the session closed, the drain's grace period ran out): say why.
     if (reason instanceof WorkerError) this.#failure = reason;
@@ -236,28 +212,28 @@ export class PipelineRequest {
     this.#failure = failure;
     if (this.#admitted && this.#record !== undefined) {
       this.#outcome = 'error';
-      this.#route.deps.accounting.errored(this.#record, failure.message);
+      this.#route.deps.lifecycle.errored(this.#record, failure.message);
     }
     if (failure.code === 'TSW_ERR_INTERNAL')
       this.#route.log.error({ err: error, requestId: this.#requestId }, 'request failed');
   }
 
-  /** Releases what the stages took, then tells the observers how the request ended. */
+  /** Releases what the stages took, then publishes how the request ended. */
   #finish(): void {
     const { deps, handler } = this.#route;
     if (this.#ticket !== undefined) deps.fifo.release(this.#ticket);
     if (this.#session !== undefined && this.#sessionRequest !== undefined)
       deps.sessions.unbind(this.#session, this.#sessionRequest);
-    if (this.#admitted && this.#record !== undefined) deps.accounting.ended(this.#record);
+    if (this.#admitted && this.#record !== undefined) deps.lifecycle.ended(this.#record);
     this.#response.off('close', this.#onClose);
     deps.inFlight?.delete(this.#controller);
-    if (deps.observers.length === 0) return;
     const arrivedAt = this.#arrivedAt;
-    const summary: RequestSummary = {
+    const record = this.#record;
+    deps.lifecycle.finished({
       requestId: this.#requestId,
-      requestIdx: this.#requestIdx,
-      reqnum: this.#reqnum,
-      sessionId: this.#sessionId,
+      requestIdx: record?.requestIdx ?? undefined,
+      reqnum: record?.reqnum ?? undefined,
+      sessionId: this.#accepted.envelope?.sessionId?.slice(0, MAX_LOGGED_SESSION_ID),
       route: handler.route,
       // A cancelled request's client saw nothing (499), unless the worker answered why (410, 503).
       status:
@@ -265,13 +241,12 @@ export class PipelineRequest {
           ? 499
           : this.#response.statusCode,
       outcome: this.#outcome,
-      workload: this.#record?.workload ?? 0,
+      workload: record?.workload ?? 0,
       queueMs: this.#workStartedAt === undefined ? undefined : this.#workStartedAt - arrivedAt,
       ttfbMs: this.#headersAt === undefined ? undefined : this.#headersAt - arrivedAt,
       totalMs: performance.now() - arrivedAt,
       errorCode: this.#failure?.code,
-    };
-    for (const observe of deps.observers) observe(summary);
+    });
   }
 }
 
@@ -281,8 +256,4 @@ function applyTransform(handler: ResolvedHandler, payload: unknown): unknown {
   } catch (error) {
     throw handlerFailed(handler.route, error);
   }
-}
-
-function asInteger(value: unknown): number | null {
-  return typeof value === 'number' && Number.isInteger(value) ? value : null;
 }

@@ -7,24 +7,19 @@ import { SignatureVerifier } from '../auth/index.ts';
 import { publicUrl, tsworkerVersion, type ResolvedConfig } from '../config.ts';
 import { bodyTooLarge, DefinitionError, methodNotAllowed, WorkerError } from '../errors.ts';
 import { requestLineLogger, silentLogger, type Logger } from '../log.ts';
+import { RequestLifecycle, type LifecycleListener } from '../lifecycle/channel.ts';
 import { Accounting } from '../metrics/accounting.ts';
 import { createPrometheusMetrics } from '../metrics/prometheus.ts';
 import { Reporter, type ReporterOptions } from '../metrics/reporter.ts';
 import { currentThroughput } from '../pipeline/admit.ts';
 import { envelopeRulesFor } from '../pipeline/validate.ts';
 import { InFlightRequests } from '../pipeline/in-flight.ts';
-import {
-  createPipeline,
-  type PipelineDeps,
-  type RequestObserver,
-  type RequestSummary,
-  type RouteHandler,
-} from '../pipeline/index.ts';
+import { createPipeline, type PipelineDeps, type RouteHandler } from '../pipeline/index.ts';
 import { basePath, createModelPool, describeUpstreamError } from '../proxy/index.ts';
 import { FifoQueue } from '../queue/index.ts';
 import { ReadinessState } from '../readiness/state.ts';
 import { mountSessionRoutes } from './session-routes.ts';
-import { SessionStore } from '../sessions/store.ts';
+import { SessionManager } from '../sessions/manager.ts';
 import type { ResolvedWorker } from '../worker.ts';
 import { mountHealthRoutes } from './health.ts';
 import { notFoundHandler, refusedBodyLinger, routeErrorHandler } from './on-error.ts';
@@ -40,31 +35,33 @@ export interface WorkerDeps {
   readonly sessionGcIntervalMs?: number;
 }
 
-/** The shared state of one worker: what the pipeline, readiness, reporter and routes all read. */
-export interface WorkerRuntime {
+/**
+ * The parts of one worker, built once by `createWorkerApp`. Only the composition root (this file
+ * and `startWorker`) reads it whole; each part is handed the few others it uses.
+ */
+export interface WorkerParts {
   readonly worker: ResolvedWorker;
   readonly config: ResolvedConfig;
   readonly modelServerUrl: string;
   readonly logger: Logger;
+  /** Every step of every request; accounting, Prometheus and the request log listen. */
+  readonly lifecycle: RequestLifecycle;
   readonly accounting: Accounting;
   readonly readiness: ReadinessState;
   readonly fifo: FifoQueue;
-  readonly sessions: SessionStore;
+  readonly sessions: SessionManager;
   readonly dispatcher: Dispatcher;
   /** Undefined in UNSECURED mode. */
   readonly verifier: SignatureVerifier | undefined;
   readonly assumedThroughput: number;
-  readonly now: () => number;
-  /** Called with every finished request; Prometheus and the request log subscribe here. */
-  readonly observers: RequestObserver[];
+  /** Requests the pipeline is handling; a graceful drain waits for them and aborts the rest. */
+  readonly inFlight: InFlightRequests;
+  /** Keeps the autoscaler told; undefined without REPORT_ADDR. Started by `startWorker`. */
+  readonly reporter: Reporter | undefined;
   /** The URL the autoscaler routes clients to; an ephemeral port (0) is filled in once bound. */
   readonly publicUrl: () => string;
   /** Records the port the main listener got, for WORKER_PORT=0. */
   readonly setBoundPort: (port: number) => void;
-  /** Keeps the autoscaler told; undefined without REPORT_ADDR. Started by `startWorker`. */
-  readonly reporter: Reporter | undefined;
-  /** Requests the pipeline is handling; a graceful drain waits for them and aborts the rest. */
-  readonly inFlight: InFlightRequests;
 }
 
 export interface WorkerApp {
@@ -72,7 +69,7 @@ export interface WorkerApp {
   readonly app: Hono<{ Bindings: HttpBindings }>;
   /** The Node request listener: handler routes go straight to the pipeline, the rest to `app`. */
   readonly listener: (request: IncomingMessage, response: ServerResponse) => void;
-  readonly runtime: WorkerRuntime;
+  readonly parts: WorkerParts;
 }
 
 /** Routes the framework itself owns; a worker route on one of them is a start-up error. */
@@ -98,8 +95,8 @@ export function createWorkerApp(
   deps: WorkerDeps = {},
 ): WorkerApp {
   checkReservedPaths(worker);
-  const runtime = createRuntime(worker, config, deps);
-  const pipelineDeps = pipelineDepsFor(runtime);
+  const parts = createParts(worker, config, deps);
+  const pipelineDeps = pipelineDepsFor(parts);
   const handlerRoutes = new Map(
     worker.handlers.map((handler) => [handler.route, createPipeline(pipelineDeps, handler)]),
   );
@@ -115,11 +112,15 @@ export function createWorkerApp(
       },
     }),
   );
-  mountMetricsRoute(app, runtime);
-  mountHealthRoutes(app, runtime.readiness);
-  mountSessionRoutes(app, runtime);
-  mountUpdateRoute(app, runtime);
-  mountExtraRoutes(app, runtime);
+  mountMetricsRoute(app, parts);
+  mountHealthRoutes(app, parts.readiness);
+  mountSessionRoutes(app, { sessions: parts.sessions, accept: pipelineDeps });
+  mountUpdateRoute(app, {
+    logger: parts.logger,
+    masterToken: config.masterToken,
+    markerFile: config.forceUpdateFile,
+  });
+  mountExtraRoutes(app, worker.extraRoutes, parts.dispatcher, pipelineDeps.modelBasePath);
   for (const route of handlerRoutes.keys()) {
     // Handler routes are POST only; say so instead of a bare 404 (protocol §3.1).
     app.all(route, (c) => {
@@ -128,8 +129,8 @@ export function createWorkerApp(
   }
   app.notFound(notFoundHandler);
   // The one error handler, shared with the plain /session/end listener.
-  app.onError(routeErrorHandler(runtime.logger, pipelineDeps.refusedBodyLinger));
-  return { app, listener: nodeListener(app, handlerRoutes), runtime };
+  app.onError(routeErrorHandler(parts.logger, pipelineDeps.refusedBodyLinger));
+  return { app, listener: nodeListener(app, handlerRoutes), parts };
 }
 
 function checkReservedPaths(worker: ResolvedWorker): void {
@@ -146,41 +147,53 @@ function checkReservedPaths(worker: ResolvedWorker): void {
   }
 }
 
-function createRuntime(
+function createParts(
   worker: ResolvedWorker,
   config: ResolvedConfig,
   deps: WorkerDeps,
-): WorkerRuntime {
+): WorkerParts {
   const logger = deps.logger ?? silentLogger();
   const now = deps.now ?? Date.now;
   const modelServerUrl = config.modelServerUrl ?? worker.modelServerUrl;
   let boundPort: number | undefined;
-  const accounting = new Accounting({ now });
+  const lifecycle = new RequestLifecycle({ now });
+  // Subscribed first, so every other listener reads accounting already up to date.
+  const accounting = new Accounting(lifecycle, { maxPendingDeletes: config.maxPendingDeletes });
   const readiness = new ReadinessState({ now });
+  readiness.onChange((next, previous) => {
+    // The reference zeroes the interval counters when the model errors (§8.1).
+    if (next.phase === 'errored' && previous.phase !== 'errored') accounting.resetInterval();
+  });
+  const dispatcher =
+    deps.dispatcher ?? createModelPool(modelServerUrl, { connections: config.maxConnections });
   const reportedUrl = (): string =>
     publicUrl(boundPort === undefined ? config : { ...config, publicPort: boundPort });
-  const setBoundPort = (port: number): void => {
-    if (config.publicPort === 0) boundPort = port;
-  };
+  lifecycle.subscribe(requestLogger(logger));
   return {
     worker,
     config,
     modelServerUrl,
     logger,
+    lifecycle,
     accounting,
     readiness,
     fifo: new FifoQueue(),
-    sessions: new SessionStore({ now }),
-    dispatcher:
-      deps.dispatcher ?? createModelPool(modelServerUrl, { connections: config.maxConnections }),
+    sessions: new SessionManager({
+      lifecycle,
+      logger,
+      now,
+      maxSessions: worker.maxSessions,
+      model: { dispatcher, basePath: basePath(modelServerUrl) },
+    }),
+    dispatcher,
     verifier: config.unsecured ? undefined : new SignatureVerifier({ mode: config.authMode }),
     assumedThroughput: config.assumedThroughput ?? worker.assumedThroughput,
-    now,
-    observers: [requestLogger(logger)],
-    publicUrl: reportedUrl,
-    setBoundPort,
-    reporter: createReporter(config, { accounting, readiness, logger, now, url: reportedUrl }),
     inFlight: new InFlightRequests(),
+    reporter: createReporter(config, { accounting, readiness, logger, now, url: reportedUrl }),
+    publicUrl: reportedUrl,
+    setBoundPort: (port) => {
+      if (config.publicPort === 0) boundPort = port;
+    },
   };
 }
 
@@ -199,25 +212,24 @@ function createReporter(
     idleMs: config.timings.reportIdle * 1000,
     timeoutMs: config.timings.reportTimeout * 1000,
     retryDelayMs: config.timings.reportRetryDelay * 1000,
-    maxPendingDeletes: config.maxPendingDeletes,
   });
 }
 
-function pipelineDepsFor(runtime: WorkerRuntime): PipelineDeps {
-  const { config } = runtime;
+function pipelineDepsFor(parts: WorkerParts): PipelineDeps {
+  const { config } = parts;
   return {
-    accounting: runtime.accounting,
-    readiness: runtime.readiness,
-    fifo: runtime.fifo,
-    dispatcher: runtime.dispatcher,
-    modelBasePath: basePath(runtime.modelServerUrl),
-    verifier: runtime.verifier,
-    sessions: runtime.sessions,
-    logger: runtime.logger,
+    lifecycle: parts.lifecycle,
+    load: parts.accounting,
+    readiness: parts.readiness,
+    fifo: parts.fifo,
+    dispatcher: parts.dispatcher,
+    modelBasePath: basePath(parts.modelServerUrl),
+    verifier: parts.verifier,
+    sessions: parts.sessions,
+    logger: parts.logger,
     envelopeRules: envelopeRulesFor(config),
-    assumedThroughput: runtime.assumedThroughput,
-    observers: runtime.observers,
-    inFlight: runtime.inFlight,
+    assumedThroughput: parts.assumedThroughput,
+    inFlight: parts.inFlight,
     maxBodyBytes: config.maxBodyBytes,
     refusedBodyLinger: refusedBodyLinger(config),
   };
@@ -225,16 +237,16 @@ function pipelineDepsFor(runtime: WorkerRuntime): PipelineDeps {
 
 type App = Hono<{ Bindings: HttpBindings }>;
 
-function mountMetricsRoute(app: App, runtime: WorkerRuntime): void {
-  const { config, worker } = runtime;
+function mountMetricsRoute(app: App, parts: WorkerParts): void {
+  const { config, worker, readiness } = parts;
   const prometheus = createPrometheusMetrics({
-    accounting: runtime.accounting,
-    readiness: runtime.readiness,
-    fifo: runtime.fifo,
-    throughput: () => currentThroughput(runtime.readiness, runtime.assumedThroughput),
+    lifecycle: parts.lifecycle,
+    accounting: parts.accounting,
+    readiness,
+    fifo: parts.fifo,
+    throughput: () => currentThroughput(readiness, parts.assumedThroughput),
     build: { version: tsworkerVersion(), worker: worker.name },
   });
-  runtime.observers.push(prometheus.observe);
   app.get('/metrics', async (c) => {
     // The worker port is public on Vast: METRICS_TOKEN keeps the numbers to whoever holds it.
     if (
@@ -255,16 +267,20 @@ function mountMetricsRoute(app: App, runtime: WorkerRuntime): void {
 }
 
 /** A worker's own routes: answered in-process (`respond`) or forwarded to the model server. */
-function mountExtraRoutes(app: App, runtime: WorkerRuntime): void {
-  const modelBasePath = basePath(runtime.modelServerUrl);
-  for (const route of runtime.worker.extraRoutes) {
+function mountExtraRoutes(
+  app: App,
+  routes: ResolvedWorker['extraRoutes'],
+  dispatcher: Dispatcher,
+  modelBasePath: string,
+): void {
+  for (const route of routes) {
     app.on(route.method, route.path, async (c) => {
       if ('respond' in route) return route.respond(c.req.raw);
       const signal = c.req.raw.signal;
       let upstream: Dispatcher.ResponseData;
       let body: string;
       try {
-        upstream = await runtime.dispatcher.request({
+        upstream = await dispatcher.request({
           method: route.method,
           path: modelBasePath + route.forward,
           signal,
@@ -301,10 +317,12 @@ function nodeListener(
   };
 }
 
-function requestLogger(logger: Logger): RequestObserver {
+/** The per-request log line, at info, from each request's `finished` event. */
+function requestLogger(logger: Logger): LifecycleListener {
   const log = requestLineLogger(logger, 'request');
-  return (summary: RequestSummary) => {
-    if (!log.isLevelEnabled('info')) return;
+  return (event) => {
+    if (event.kind !== 'finished' || !log.isLevelEnabled('info')) return;
+    const summary = event.summary;
     log.info(
       {
         requestId: summary.requestId,

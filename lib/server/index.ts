@@ -3,8 +3,8 @@ export {
   RESERVED_PATHS,
   type WorkerApp,
   type WorkerDeps,
-  type WorkerRuntime,
+  type WorkerParts,
 } from './app.ts';
-export { startWorker, type RunningWorker } from './start.ts';
+export { startWorker, type RunningWorker, type WorkerInspection } from './start.ts';
 export { drain, type DrainOptions, type DrainOutcome } from './shutdown.ts';
 export { PLAIN_BODY_LIMIT_BYTES } from './listeners.ts';

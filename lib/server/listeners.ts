@@ -13,7 +13,9 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { bodyTooLarge, StartupError } from '../errors.ts';
 import { sessionEndHandler } from './session-routes.ts';
-import type { WorkerRuntime } from './app.ts';
+import type { ResolvedConfig } from '../config.ts';
+import type { Logger } from '../log.ts';
+import type { SessionManager } from '../sessions/manager.ts';
 import { listen } from '../internal/listen.ts';
 import { notFoundHandler, refusedBodyLinger, routeErrorHandler } from './on-error.ts';
 
@@ -44,7 +46,7 @@ export interface Listeners {
  * and body), never the answer: generation can take as long as it takes. Node checks both timeouts
  * every `connectionsCheckingInterval`, so it follows the shorter of them.
  */
-function serverOptions(config: WorkerRuntime['config']) {
+function serverOptions(config: ResolvedConfig) {
   const headersTimeout = config.headersTimeoutSeconds * 1000;
   const requestTimeout = config.requestTimeoutSeconds * 1000;
   return {
@@ -58,12 +60,18 @@ function serverOptions(config: WorkerRuntime['config']) {
   } as const;
 }
 
+/** What the plain listener's `/session/end` needs. */
+export interface PlainListenerDeps {
+  readonly sessions: SessionManager;
+  readonly logger: Logger;
+}
+
 /** Creates and binds both listeners. A bad TLS pair or a busy port is a `StartupError`. */
 export async function startListeners(
-  runtime: WorkerRuntime,
+  config: ResolvedConfig,
+  plainDeps: PlainListenerDeps,
   mainListener: NodeListener,
 ): Promise<Listeners> {
-  const { config } = runtime;
   const options = serverOptions(config);
   const main: AnyServer = config.useSsl
     ? createHttpsServer(
@@ -71,7 +79,7 @@ export async function startListeners(
         mainListener,
       )
     : createServer(options, mainListener);
-  const plain = createServer(options, plainListener(runtime));
+  const plain = createServer(options, plainListener(config, plainDeps));
   if (config.maxConnectionsPerListener !== undefined) {
     // Past it Node drops new connections at once; those in progress are untouched.
     main.maxConnections = config.maxConnectionsPerListener;
@@ -128,7 +136,7 @@ export function loadTlsPair(certFile: string, keyFile: string): { cert: Buffer; 
 }
 
 /** The plain listener's app: POST /session/end (bodies up to 1 MiB), 404 for everything else. */
-function plainListener(runtime: WorkerRuntime): NodeListener {
+function plainListener(config: ResolvedConfig, deps: PlainListenerDeps): NodeListener {
   const app = new Hono<{ Bindings: HttpBindings }>();
   app.post(
     '/session/end',
@@ -138,10 +146,10 @@ function plainListener(runtime: WorkerRuntime): NodeListener {
         throw bodyTooLarge(PLAIN_BODY_LIMIT_BYTES);
       },
     }),
-    sessionEndHandler(runtime),
+    sessionEndHandler(deps.sessions),
   );
   app.notFound(notFoundHandler);
-  app.onError(routeErrorHandler(runtime.logger, refusedBodyLinger(runtime.config)));
+  app.onError(routeErrorHandler(deps.logger, refusedBodyLinger(config)));
   return getRequestListener(app.fetch, { overrideGlobalObjects: false });
 }
 

@@ -12,12 +12,23 @@
  *    and close everything.
  */
 import { shutDownBeforeFinishing } from '../errors.ts';
-import { closeAllSessions, settleCloseCallbacks } from './session-routes.ts';
-import type { WorkerRuntime } from './app.ts';
+import { settlesWithin } from '../internal/timers.ts';
+import type { Logger } from '../log.ts';
+import type { Reporter } from '../metrics/reporter.ts';
+import type { InFlightRequests } from '../pipeline/in-flight.ts';
+import type { ReadinessState } from '../readiness/state.ts';
+import type { SessionManager } from '../sessions/manager.ts';
+import type { ResolvedWorker } from '../worker.ts';
 
-/** What a drain needs from a running worker (`RunningWorker` has it). */
+/** What a drain needs from a running worker. */
 export interface Drainable {
-  readonly runtime: WorkerRuntime;
+  readonly logger: Logger;
+  readonly readiness: ReadinessState;
+  readonly inFlight: InFlightRequests;
+  readonly sessions: SessionManager;
+  readonly reporter: Reporter | undefined;
+  /** The worker's own shutdown hook and lifecycle stop run last. */
+  readonly worker: Pick<ResolvedWorker, 'shutdown' | 'lifecycle'>;
   /** Stop accepting connections; requests in progress finish. */
   stopAccepting(): void;
   /** Close listeners, connections and timers. */
@@ -53,37 +64,36 @@ export function drain(running: Drainable, options: DrainOptions): Promise<DrainO
 }
 
 async function runDrain(running: Drainable, options: DrainOptions): Promise<DrainOutcome> {
-  const { runtime } = running;
-  const log = runtime.logger.child({ component: 'shutdown' });
+  const log = running.logger.child({ component: 'shutdown' });
   const startedAt = performance.now();
-  const inFlightAtStart = runtime.inFlight.size;
+  const inFlightAtStart = running.inFlight.size;
 
-  runtime.readiness.startDraining();
+  running.readiness.startDraining();
   // The reporter also reports on readiness changes; asking twice costs nothing and keeps this step explicit.
-  runtime.reporter?.requestReport();
+  running.reporter?.requestReport();
   log.info(
     { inFlight: inFlightAtStart, gracePeriodMs: options.gracePeriodMs },
     'draining: refusing new work, waiting for requests in flight',
   );
 
   let aborted = 0;
-  if (!(await settlesWithin(runtime.inFlight.whenIdle(), options.gracePeriodMs))) {
-    aborted = runtime.inFlight.abortAll(shutDownBeforeFinishing());
+  if (!(await settlesWithin(running.inFlight.whenIdle(), options.gracePeriodMs))) {
+    aborted = running.inFlight.abortAll(shutDownBeforeFinishing());
     log.warn({ aborted }, 'grace period over: aborting the requests left, counted as cancelled');
-    if (!(await settlesWithin(runtime.inFlight.whenIdle(), options.abortWaitMs ?? 5_000))) {
+    if (!(await settlesWithin(running.inFlight.whenIdle(), options.abortWaitMs ?? 5_000))) {
       log.error(
-        { left: runtime.inFlight.size },
+        { left: running.inFlight.size },
         'requests still running after abort; closing their connections',
       );
     }
   }
 
   running.stopAccepting();
-  const sessionsClosed = closeAllSessions(runtime, 'shutdown');
-  await settleCloseCallbacks(runtime);
-  await step(log, 'final report', () => runtime.reporter?.flush());
-  await step(log, 'worker shutdown hook', () => runtime.worker.shutdown?.());
-  await step(log, 'lifecycle stop', () => runtime.worker.lifecycle?.stop?.());
+  const sessionsClosed = running.sessions.closeAll('shutdown');
+  await running.sessions.settleCallbacks();
+  await step(log, 'final report', () => running.reporter?.flush());
+  await step(log, 'worker shutdown hook', () => running.worker.shutdown?.());
+  await step(log, 'lifecycle stop', () => running.worker.lifecycle?.stop?.());
   await running.close();
 
   const outcome: DrainOutcome = {
@@ -96,21 +106,8 @@ async function runDrain(running: Drainable, options: DrainOptions): Promise<Drai
   return outcome;
 }
 
-/** True if `promise` settles within `ms`. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A failing shutdown step is logged; the steps after it still run. */
-async function step(log: WorkerRuntime['logger'], name: string, run: () => unknown): Promise<void> {
+async function step(log: Logger, name: string, run: () => unknown): Promise<void> {
   try {
     await run();
   } catch (error) {

@@ -10,17 +10,25 @@ import { writeFile } from 'node:fs/promises';
 import type { HttpBindings } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { WorkerError } from '../errors.ts';
-import type { WorkerRuntime } from './app.ts';
+import type { Logger } from '../log.ts';
 
 type Env = { Bindings: HttpBindings };
 
-export function mountUpdateRoute(app: Hono<Env>, runtime: WorkerRuntime): void {
-  const log = runtime.logger.child({ component: 'update' });
+export interface UpdateRouteDeps {
+  readonly logger: Logger;
+  /** `MASTER_TOKEN`; unset refuses every call. */
+  readonly masterToken: string | undefined;
+  /** `FORCE_UPDATE_FILE`: the marker the supervisor watches. */
+  readonly markerFile: string;
+}
+
+export function mountUpdateRoute(app: Hono<Env>, deps: UpdateRouteDeps): void {
+  const log = deps.logger.child({ component: 'update' });
   app.post('/pyworker/update', async (c) => {
-    if (!tokenMatches(c.req.header('authorization'), runtime.config.masterToken)) {
+    if (!tokenMatches(c.req.header('authorization'), deps.masterToken)) {
       throw new WorkerError({ status: 401, code: 'TSW_ERR_UNAUTHORIZED', message: 'unauthorized' });
     }
-    const file = runtime.config.forceUpdateFile;
+    const file = deps.markerFile;
     try {
       // Create or truncate, as the reference does; the body is ignored.
       await writeFile(file, '');

@@ -20,7 +20,7 @@ import type {
   LoadRun,
   PlannedRequest,
   Progress,
-  RequestRecord,
+  RequestResult,
 } from './load-types.ts';
 import { ClosedLoop, OpenLoop, type LoopHost, type LoopStrategy } from './loops.ts';
 import { RecentWindow } from './stats.ts';
@@ -64,7 +64,7 @@ class LoadRunner implements LoopHost {
   readonly #retried: Record<string, number> = {};
   readonly #recent = new RecentWindow();
   readonly #workers = new Set<string>();
-  readonly #records: RequestRecord[] = [];
+  readonly #records: RequestResult[] = [];
 
   constructor(options: LoadOptions) {
     this.#options = options;
@@ -186,11 +186,11 @@ class LoadRunner implements LoopHost {
     };
   }
 
-  async execute(index: number, planned: PlannedRequest, measured: boolean): Promise<RequestRecord> {
+  async execute(index: number, planned: PlannedRequest, measured: boolean): Promise<RequestResult> {
     const t0 = this.now();
     const outcome = await this.#sendWithRetries(index, planned, measured, t0);
     const { last } = outcome;
-    const record: RequestRecord = {
+    const record: RequestResult = {
       index,
       route: planned.route,
       ok: last.cause === undefined,
@@ -269,7 +269,7 @@ class LoadRunner implements LoopHost {
     return AbortSignal.any([abortSignal, AbortSignal.timeout(this.#timeoutMs)]);
   }
 
-  #count(record: RequestRecord, measured: boolean): void {
+  #count(record: RequestResult, measured: boolean): void {
     if (!measured) {
       this.#warmupDone++;
       if (!record.ok) this.#warmupFailed++;

@@ -17,7 +17,7 @@ export type {
   OpenSchedule,
   PlannedRequest,
   Progress,
-  RequestRecord,
+  RequestResult,
   RetryPolicy,
   Verify,
 } from './load-types.ts';

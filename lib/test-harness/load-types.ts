@@ -37,7 +37,7 @@ export interface PlannedRequest {
 
 export type ErrorCause = 'routing' | 'worker' | 'connection' | 'timeout' | 'verify';
 
-export interface RequestRecord {
+export interface RequestResult {
   readonly index: number;
   readonly route: string;
   readonly ok: boolean;
@@ -108,7 +108,7 @@ export interface LoadOptions {
   /** @default Math.random */
   readonly random?: Random;
   /** Called with each measured request as it ends. */
-  readonly onRecord?: (record: RequestRecord) => void;
+  readonly onRecord?: (record: RequestResult) => void;
 }
 
 export interface Progress {
@@ -133,7 +133,7 @@ export interface Progress {
 
 export interface LoadResult {
   /** Measured requests, by index. */
-  readonly records: readonly RequestRecord[];
+  readonly records: readonly RequestResult[];
   /** Epoch milliseconds when the measured requests began. */
   readonly startedAt: number;
   /** From the first measured start to the last end. */

@@ -4,7 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { arrivalOffsets, userStartOffsets, type Random } from './arrivals.ts';
-import type { OpenSchedule, PlannedRequest, RequestRecord } from './load-types.ts';
+import type { OpenSchedule, PlannedRequest, RequestResult } from './load-types.ts';
 
 /** What a loop needs from the run it drives. */
 export interface LoopHost {
@@ -12,7 +12,7 @@ export interface LoopHost {
   now(): number;
   plan(index: number): PlannedRequest;
   /** Sends one request and counts it; resolves when it has ended. */
-  execute(index: number, planned: PlannedRequest, measured: boolean): Promise<RequestRecord>;
+  execute(index: number, planned: PlannedRequest, measured: boolean): Promise<RequestResult>;
   /** A measured request started. */
   onStarted(): void;
   /** Every request has been sent; some are still in flight. */
@@ -25,7 +25,7 @@ export interface LoopStrategy {
   /** The worst delay between a scheduled and an actual start. */
   readonly maxLagMs: number;
   /** From the first measured start to the last, given the sorted records. */
-  sendSpanMs(records: readonly RequestRecord[]): number;
+  sendSpanMs(records: readonly RequestResult[]): number;
 }
 
 /** Waits unless the run is stopped first; false when it was. */
@@ -57,7 +57,7 @@ export class ClosedLoop implements LoopStrategy {
     );
   }
 
-  sendSpanMs(records: readonly RequestRecord[]): number {
+  sendSpanMs(records: readonly RequestResult[]): number {
     return records.reduce((latest, record) => Math.max(latest, record.startMs), 0);
   }
 
@@ -92,7 +92,7 @@ export class OpenLoop implements LoopStrategy {
       rampSeconds: this.schedule.rampSeconds ?? 0,
       random: this.random,
     });
-    const inFlight = new Set<Promise<RequestRecord>>();
+    const inFlight = new Set<Promise<RequestResult>>();
     for (let index = 0; index < this.count; index++) {
       const offset = offsets.next().value;
       // Planned before its time comes, so making the payload does not delay the start.

@@ -25,7 +25,7 @@ describe('client disconnects abort the upstream request and count as cancelled',
   });
   afterAll(() => stack.close());
 
-  const accounting = () => stack.worker.runtime.accounting;
+  const accounting = () => stack.worker.inspect();
   function body(tokens: number, prompt = 'please wait') {
     return {
       auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 10 }),
@@ -46,9 +46,9 @@ describe('client disconnects abort the upstream request and count as cancelled',
       await waitFor(() => accounting().totals.cancelled > cancelled, {
         label: 'cancelled workload',
       });
-      const record = accounting().toDelete.at(-1);
+      const record = accounting().pendingDeletes.at(-1);
       expect(record?.status).toBe('Cancelled');
-      expect(accounting().inFlight.size).toBe(0);
+      expect(accounting().working).toBe(0);
     } finally {
       stack.model.configure({ failure: { kind: 'none' } });
     }
@@ -67,8 +67,8 @@ describe('client disconnects abort the upstream request and count as cancelled',
       await waitFor(() => accounting().totals.cancelled > cancelled, {
         label: 'cancelled workload',
       });
-      expect(accounting().inFlight.size).toBe(0);
-      expect(stack.worker.runtime.fifo.busy).toBe(false);
+      expect(accounting().working).toBe(0);
+      expect(stack.worker.inspect().fifo.busy).toBe(false);
     } finally {
       stack.model.release();
     }
@@ -86,14 +86,14 @@ describe('client disconnects abort the upstream request and count as cancelled',
       const first = postStreaming(`${stack.worker.url}/generate_stream`, body(30, 'first'));
       await waitFor(() => first.chunks.length > 0, { label: 'first request streaming' });
       const second = postStreaming(`${stack.worker.url}/generate_stream`, body(5, 'second'));
-      await waitFor(() => stack.worker.runtime.fifo.waiting === 1, {
+      await waitFor(() => stack.worker.inspect().fifo.waiting === 1, {
         label: 'second request queued',
       });
       second.disconnect();
       await waitFor(() => accounting().totals.cancelled > cancelled, {
         label: 'cancelled workload',
       });
-      expect(stack.worker.runtime.fifo.waiting).toBe(0);
+      expect(stack.worker.inspect().fifo.waiting).toBe(0);
       stack.model.release();
       await first.done;
       // A third request still gets its turn: the cancelled one left no stale slot behind.
@@ -111,14 +111,18 @@ describe('a client that leaves while still sending its body', () => {
   it('is counted as cancelled (499), not as an internal error, and the worker keeps serving', async () => {
     const stack = await startStack();
     const summaries: RequestSummary[] = [];
-    stack.worker.runtime.observers.push((summary) => summaries.push(summary));
+    stack.worker.lifecycle.subscribe((event) => {
+      if (event.kind === 'finished') summaries.push(event.summary);
+    });
     try {
       const socket = connect(stack.worker.port, '127.0.0.1');
       await once(socket, 'connect');
       socket.write(
         'POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"auth_data":',
       );
-      await waitFor(() => stack.worker.runtime.inFlight.size === 1, { label: 'request arrived' });
+      await waitFor(() => stack.worker.inspect().requestsInProgress === 1, {
+        label: 'request arrived',
+      });
       socket.destroy();
       const summary = await waitFor(() => summaries[0], { label: 'request summary' });
       expect(summary).toMatchObject({ outcome: 'cancelled', status: 499, errorCode: undefined });

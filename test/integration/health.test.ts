@@ -40,7 +40,7 @@ describe('health endpoints through the readiness states', () => {
 
   it('are 503 while starting, model-loaded and benchmarking, 200 once ready, and 503 again when errored', async () => {
     stack = await startStack({ worker: manualWorker });
-    const readiness = stack.worker.runtime.readiness;
+    const readiness = stack.worker.readiness;
 
     let now = await health(stack);
     expect(now.live).toEqual({ status: 200, body: { status: 'alive' } });
@@ -86,7 +86,7 @@ describe('health endpoints through the readiness states', () => {
 
   it('turn 503 at once when a ready worker starts draining, while liveness stays 200', async () => {
     stack = await startStack({ worker: manualWorker });
-    const readiness = stack.worker.runtime.readiness;
+    const readiness = stack.worker.readiness;
     readiness.modelLoaded();
     readiness.ready(50);
     expect((await health(stack)).ready.status).toBe(200);

@@ -29,16 +29,14 @@ describe('GET /metrics, more series', () => {
   it('exposes tsworker_build_info{version,worker} = 1', async () => {
     const series = parseMetrics((await get(`${stack.worker.url}/metrics`)).text);
     expect(
-      series.get(
-        `tsworker_build_info{version="${version}",worker="${stack.worker.runtime.worker.name}"}`,
-      ),
+      series.get(`tsworker_build_info{version="${version}",worker="${stack.worker.worker.name}"}`),
     ).toBe(1);
-    expect(stack.worker.runtime.worker.name).toBe('hello_world');
+    expect(stack.worker.worker.name).toBe('hello_world');
   });
 
   it('counts a request refused because the worker drains as rejected, not invalid', async () => {
     // The first step of a drain (lib/server/shutdown.ts): refuse new work, listeners still open.
-    stack.worker.runtime.readiness.startDraining();
+    stack.worker.readiness.startDraining();
     const refused = await post(`${stack.worker.url}/generate`, {
       auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 1 }),
       payload: { prompt: 'too late', max_response_tokens: 1 },

@@ -50,7 +50,7 @@ describe('GET /metrics', () => {
     expect(series.get('tsworker_queued_requests')).toBe(0);
     expect(series.get('tsworker_inflight_workload')).toBe(0);
     expect(series.get('tsworker_estimated_wait_seconds')).toBe(0);
-    expect(series.get('tsworker_max_perf')).toBe(stack.worker.runtime.readiness.maxPerf);
+    expect(series.get('tsworker_max_perf')).toBe(stack.worker.readiness.maxPerf);
     expect(series.get('tsworker_readiness_state{phase="ready"}')).toBe(1);
     expect(series.get('tsworker_readiness_state{phase="errored"}')).toBe(0);
     expect(series.get('tsworker_draining')).toBe(0);
@@ -61,7 +61,7 @@ describe('GET /metrics', () => {
   });
 
   it('counts model errors as they are reported', async () => {
-    stack.worker.runtime.readiness.errored('Exception: corrupted model file');
+    stack.worker.readiness.errored('Exception: corrupted model file');
     const series = parseMetrics((await get(`${stack.worker.url}/metrics`)).text);
     expect(series.get('tsworker_model_errors_total')).toBe(1);
     expect(series.get('tsworker_readiness_state{phase="errored"}')).toBe(1);

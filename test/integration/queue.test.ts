@@ -37,8 +37,8 @@ describe('the FIFO for non-parallel handlers', () => {
     stack.model.on('request', onRequest);
     stack.model.on('completed', onCompleted);
     let admitted = 0;
-    const unsubscribe = stack.worker.runtime.accounting.subscribe((event) => {
-      if (event.kind === 'started') admitted += 1;
+    const unsubscribe = stack.worker.lifecycle.subscribe((event) => {
+      if (event.kind === 'admitted') admitted += 1;
     });
     try {
       const calls = [];
@@ -85,10 +85,10 @@ describe('admission by estimated wait', () => {
       payload: { prompt: 'long job', max_response_tokens: 5 },
     });
     try {
-      await waitFor(() => stack.worker.runtime.accounting.inFlight.size === 1, {
+      await waitFor(() => stack.worker.inspect().working === 1, {
         label: 'first admitted',
       });
-      const rejectedBefore = stack.worker.runtime.accounting.totals.rejected;
+      const rejectedBefore = stack.worker.inspect().totals.rejected;
       const second = await post(`${stack.worker.url}/generate`, {
         auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 100 }),
         payload: { prompt: 'second', max_response_tokens: 5 },
@@ -96,8 +96,8 @@ describe('admission by estimated wait', () => {
       expect(second.status).toBe(429);
       expect(second.headers['retry-after']).toBe('2');
       expect(second.json()).toMatchObject({ code: 'TSW_ERR_OVERLOADED', origin: 'worker' });
-      expect(stack.worker.runtime.accounting.totals.rejected).toBe(rejectedBefore + 100);
-      expect(stack.worker.runtime.accounting.toDelete.at(-1)?.status).toBe('Rejected');
+      expect(stack.worker.inspect().totals.rejected).toBe(rejectedBefore + 100);
+      expect(stack.worker.inspect().pendingDeletes.at(-1)?.status).toBe('Rejected');
     } finally {
       first.disconnect();
       stack.model.configure({ failure: { kind: 'none' } });

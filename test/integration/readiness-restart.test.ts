@@ -91,7 +91,7 @@ async function freshStack(options: StackOptions = {}): Promise<TestStack> {
   return stack;
 }
 
-const ready = (target: TestStack) => () => target.worker.runtime.readiness.phase === 'ready';
+const ready = (target: TestStack) => () => target.worker.readiness.phase === 'ready';
 
 describe('READINESS=logs: a worker restarted while its model keeps running', () => {
   it('starts the readiness sequence once the model passes its healthcheck after the grace period, warning which pattern and file it waited for', async () => {
@@ -122,7 +122,7 @@ describe('READINESS=logs: a worker restarted while its model keeps running', () 
       expect(line).toMatchObject({ level: 'info', component: 'readiness', modelLog });
       expect(line.message).toContain(`a line containing "${LOAD_LINE}" in ${modelLog}`);
     }
-    expect(stack.worker.runtime.readiness.phase).toBe('starting');
+    expect(stack.worker.readiness.phase).toBe('starting');
     expect(stack.model.stats.healthchecks).toBe(0);
 
     // The load line ends the wait, and the waiting lines stop.
@@ -157,7 +157,7 @@ describe('READINESS=logs: a worker restarted while its model keeps running', () 
       env: { READINESS_GRACE_SECONDS: '0' },
     });
     await waitFor(() => stack.model.stats.healthchecks >= 3, { label: 'three failed checks' });
-    expect(stack.worker.runtime.readiness.phase).toBe('starting');
+    expect(stack.worker.readiness.phase).toBe('starting');
     stack.model.configure({ healthy: true });
     await waitFor(ready(stack), { label: 'ready once healthy' });
   });
@@ -176,7 +176,7 @@ describe('READINESS=health', () => {
     await waitFor(() => stack.worker.readinessSequence.logLinesRead >= 6, { label: 'log read' });
     const checks = stack.model.stats.healthchecks;
     await waitFor(() => stack.model.stats.healthchecks >= checks + 3, { label: '3 more checks' });
-    expect(stack.worker.runtime.readiness.phase).toBe('starting');
+    expect(stack.worker.readiness.phase).toBe('starting');
     stack.model.configure({ healthy: true });
     await waitFor(ready(stack), { label: 'ready once healthy' });
   });
@@ -240,7 +240,7 @@ describe('READINESS=both', () => {
   it('starts the sequence at a load line while the healthcheck still fails', async () => {
     const stack = await freshStack({ model: { healthy: false }, env: { READINESS: 'both' } });
     // The sequence runs (no benchmark here) and then waits for the healthcheck to pass.
-    await waitFor(() => stack.worker.runtime.readiness.phase === 'benchmarking', {
+    await waitFor(() => stack.worker.readiness.phase === 'benchmarking', {
       label: 'sequence started',
     });
     stack.model.configure({ healthy: true });
@@ -281,7 +281,7 @@ function scriptHealth(target: TestStack, script: readonly boolean[]): TraceEntry
     next += 1;
     target.model.configure({ healthy: script[next] ?? true });
   });
-  target.worker.runtime.readiness.onChange((now, before) => {
+  target.worker.readiness.onChange((now, before) => {
     if (now.phase === 'errored' && before.phase !== 'errored') trace.push('errored');
     if (now.phase !== 'errored' && before.phase === 'errored') trace.push('cleared');
   });
@@ -299,7 +299,7 @@ describe('healthcheck failures (HEALTHCHECK_FAILURES, default 3)', () => {
       ...['fail', 'fail', 'pass', 'fail', 'fail', 'pass', 'fail', 'fail', 'fail', 'errored'],
       ...['pass', 'pass', 'fail', 'pass', 'pass', 'pass', 'cleared'],
     ]);
-    expect(stack.worker.runtime.readiness.phase).toBe('ready');
+    expect(stack.worker.readiness.phase).toBe('ready');
   });
 
   it('follows HEALTHCHECK_FAILURES', async () => {
@@ -330,8 +330,8 @@ describe('healthcheck failures (HEALTHCHECK_FAILURES, default 3)', () => {
     await stack.autoscaler.waitForReport((r) => r.error_msg !== '');
     const checks = stack.model.stats.healthchecks;
     await waitFor(() => stack.model.stats.healthchecks >= checks + 6, { label: '6 passes' });
-    expect(stack.worker.runtime.readiness.phase).toBe('errored');
-    expect(stack.worker.runtime.readiness.errorMessage).toBe(
+    expect(stack.worker.readiness.phase).toBe('errored');
+    expect(stack.worker.readiness.errorMessage).toBe(
       `Exception: corrupted model file: ${FATAL_LINE}`,
     );
   });
@@ -339,7 +339,7 @@ describe('healthcheck failures (HEALTHCHECK_FAILURES, default 3)', () => {
   it('lets a fatal log line replace a healthcheck error, so that recovery does not clear it', async () => {
     const stack = await freshStack();
     await waitFor(ready(stack), { label: 'ready' });
-    const readiness = stack.worker.runtime.readiness;
+    const readiness = stack.worker.readiness;
     stack.model.configure({ healthy: false });
     await waitFor(() => readiness.errorSource === 'healthcheck', { label: 'healthcheck error' });
     stack.model.writeLog(FATAL_LINE);

@@ -54,7 +54,7 @@ async function stackLoadedByTest(model: StackOptions['model']) {
 
 function phases(target: TestStack): ReadinessPhase[] {
   const seen: ReadinessPhase[] = [];
-  target.worker.runtime.readiness.onChange((next) => seen.push(next.phase));
+  target.worker.readiness.onChange((next) => seen.push(next.phase));
   return seen;
 }
 
@@ -65,7 +65,7 @@ describe('readiness from the model log', () => {
     expect(report.max_perf).toBeGreaterThan(0);
     expect(report.error_msg).toBe('');
     expect(report.url).toBe(stack.worker.url);
-    expect(stack.worker.runtime.readiness.phase).toBe('ready');
+    expect(stack.worker.readiness.phase).toBe('ready');
     // Every benchmark response was read to its end: warm-up plus 3 rounds of 10.
     await waitFor(() => stack?.model.stats.completed === 31, {
       label: '31 benchmark requests completed',
@@ -76,7 +76,7 @@ describe('readiness from the model log', () => {
   it('acts at once on an error line printed during a long benchmark', async () => {
     // The model holds every benchmark request: the benchmark is still running when the error comes.
     const { watched } = await stackLoadedByTest({ hold: { at: 'headers' } });
-    await waitFor(() => stack?.worker.runtime.readiness.phase === 'benchmarking', {
+    await waitFor(() => stack?.worker.readiness.phase === 'benchmarking', {
       label: 'benchmarking',
     });
     await stack!.model.waitForHeld(1);
@@ -89,7 +89,7 @@ describe('readiness from the model log', () => {
     // The benchmark was still running when the error was reported.
     expect(stack!.model.stats.completed).toBeLessThan(31);
     await stack!.worker.readinessSequence.settled();
-    expect(stack!.worker.runtime.readiness.phase).toBe('errored');
+    expect(stack!.worker.readiness.phase).toBe('errored');
   });
 
   it('holds a half-written load line until its newline arrives', async () => {
@@ -107,9 +107,9 @@ describe('readiness from the model log', () => {
     await waitFor(() => stack?.worker.readinessSequence.logLinesRead === completeLines, {
       label: 'caught up',
     });
-    expect(stack.worker.runtime.readiness.phase).toBe('starting');
+    expect(stack.worker.readiness.phase).toBe('starting');
     writeFileSync(logFile, 'ady\n', { flag: 'a' });
-    await waitFor(() => stack?.worker.runtime.readiness.phase === 'ready', {
+    await waitFor(() => stack?.worker.readiness.phase === 'ready', {
       label: 'ready after the newline',
     });
   });
@@ -126,7 +126,7 @@ describe('readiness from the model log', () => {
     writeFileSync(logFile, 'old line\n', { flag: 'a' });
     renameSync(logFile, `${logFile}.old`);
     writeFileSync(logFile, 'INFO model loaded\n');
-    await waitFor(() => stack?.worker.runtime.readiness.phase === 'ready', {
+    await waitFor(() => stack?.worker.readiness.phase === 'ready', {
       label: 'ready after rotation',
     });
   });
@@ -134,7 +134,7 @@ describe('readiness from the model log', () => {
   it('re-runs readiness once, not once per line, when load lines repeat during a run', async () => {
     // The model holds the first benchmark until both repeated load lines have been read.
     const { watched, seen } = await stackLoadedByTest({ hold: { at: 'headers' } });
-    await waitFor(() => stack?.worker.runtime.readiness.phase === 'benchmarking', {
+    await waitFor(() => stack?.worker.readiness.phase === 'benchmarking', {
       label: 'benchmarking',
     });
     await stack!.model.waitForHeld(1);
@@ -192,7 +192,7 @@ describe('readiness from a lifecycle hook', () => {
       lifecycle: { start: () => started },
     });
     stack = await startStack({ worker, env: FAST_TIMINGS });
-    expect(stack.worker.runtime.readiness.phase).toBe('starting');
+    expect(stack.worker.readiness.phase).toBe('starting');
     loaded();
     const report = await stack.autoscaler.waitForReport((r) => r.loadtime > 0);
     expect(report.error_msg).toBe('');

@@ -202,7 +202,7 @@ describe('a worker whose model server is down', () => {
         code: 'TSW_ERR_UPSTREAM_UNAVAILABLE',
         origin: 'model',
       });
-      expect(stack.worker.runtime.accounting.totals.errored).toBeGreaterThan(0);
+      expect(stack.worker.inspect().totals.errored).toBeGreaterThan(0);
       const health = await get(`${stack.worker.url}/healthcheck`);
       expect(health.status).toBe(502);
       expect(health.json()).toMatchObject({
@@ -269,7 +269,7 @@ describe('handler options', () => {
   it('falls back to the default workload of 100 when the workload function throws (protocol §13.3)', async () => {
     const response = await post(`${stack.worker.url}/generate`, { payload });
     expect(response.status).toBe(200);
-    const record = stack.worker.runtime.accounting.toDelete.at(-1);
+    const record = stack.worker.inspect().pendingDeletes.at(-1);
     expect(record?.workload).toBe(100);
   });
 
@@ -297,11 +297,11 @@ describe('handler options', () => {
   it('answers 504 when a configured headers timeout passes, and counts the request as errored', async () => {
     stack.model.configure({ failure: { kind: 'hang-headers' } });
     try {
-      const errored = stack.worker.runtime.accounting.totals.errored;
+      const errored = stack.worker.inspect().totals.errored;
       const response = await post(`${stack.worker.url}/slow`, { payload });
       expect(response.status).toBe(504);
       expect(response.json()).toMatchObject({ code: 'TSW_ERR_UPSTREAM_TIMEOUT', origin: 'model' });
-      expect(stack.worker.runtime.accounting.totals.errored).toBeGreaterThan(errored);
+      expect(stack.worker.inspect().totals.errored).toBeGreaterThan(errored);
     } finally {
       stack.model.configure({ failure: { kind: 'none' } });
     }

@@ -2,7 +2,6 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineWorker } from '../../lib/index.ts';
-import { sweepExpiredSessions } from '../../lib/server/session-routes.ts';
 import helloWorld from '../../workers/hello_world/server.ts';
 import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
 import { post, postStreaming } from '../helpers/request.ts';
@@ -56,12 +55,12 @@ describe('session routes on the main listener', () => {
       expect(body.session_id).toMatch(/^[A-Za-z0-9]{13}$/);
       expect(body.expiration).toBeGreaterThanOrEqual(before + 30);
       expect(body.expiration).toBeLessThanOrEqual(Date.now() / 1000 + 30);
-      expect(stack.worker.runtime.sessions.get(body.session_id)?.lifetime).toBe(30);
+      expect(stack.worker.sessions.get(body.session_id)?.lifetime).toBe(30);
     });
 
     it('uses a 60 s lifetime when none is given', async () => {
       const { id } = await createSession(stack);
-      const session = stack.worker.runtime.sessions.get(id);
+      const session = stack.worker.sessions.get(id);
       expect(session?.lifetime).toBe(60);
       expect(session!.expiration - session!.createdAt).toBeCloseTo(60, 6);
     });
@@ -137,7 +136,7 @@ describe('session routes on the main listener', () => {
     });
 
     it('answers 401 to a create whose signature does not verify, and opens no session', async () => {
-      const sessions = stack.worker.runtime.sessions.size;
+      const sessions = stack.worker.sessions.size;
       const forged = stack.autoscaler.issueAuthData({
         endpoint: 'hello',
         cost: 100,
@@ -149,22 +148,25 @@ describe('session routes on the main listener', () => {
       });
       expect(response.status).toBe(401);
       expect(response.json()).toMatchObject({ code: 'TSW_ERR_UNAUTHORIZED', origin: 'worker' });
-      expect(stack.worker.runtime.sessions.size).toBe(sessions);
+      expect(stack.worker.sessions.size).toBe(sessions);
     });
 
     it('starts a session-level record whose workload is auth_data.cost, counted in cur_load until the end', async () => {
-      const accounting = stack.worker.runtime.accounting;
+      const before = stack.worker.inspect();
       const { id, auth } = await createSession(stack, {}, 250);
-      const session = stack.worker.runtime.sessions.get(id)!;
+      const session = stack.worker.sessions.get(id)!;
       expect(session.record).toMatchObject({ isSession: true, workload: 250, status: 'Started' });
-      expect(accounting.inFlight.get(session.record.id)).toBe(session.record);
+      const open = stack.worker.inspect();
+      expect(open.working - before.working).toBe(1);
+      expect(open.currentLoad - before.currentLoad).toBe(250);
       expect(session.record.workStartedAt).toBe(session.record.enteredQueueAt);
-      const served = accounting.totals.served;
       await post(url('/session/end'), { session_id: id, session_auth: auth });
-      expect(accounting.inFlight.has(session.record.id)).toBe(false);
-      expect(accounting.totals.served - served).toBe(250);
+      const ended = stack.worker.inspect();
+      expect(ended.working).toBe(before.working);
+      expect(ended.currentLoad).toBe(before.currentLoad);
+      expect(ended.totals.served - open.totals.served).toBe(250);
       expect(session.record).toMatchObject({ status: 'Success', success: true });
-      expect(accounting.toDelete).toContain(session.record);
+      expect(ended.pendingDeletes).toContain(session.record);
     });
   });
 
@@ -195,7 +197,7 @@ describe('session routes on the main listener', () => {
         on_close_route: '/bye',
         on_close_payload: 'x',
       });
-      expect(stack.worker.runtime.sessions.get(id)?.expiration).toBe(expiration);
+      expect(stack.worker.sessions.get(id)?.expiration).toBe(expiration);
     });
 
     it('compares session_auth by deep equality, so key order does not matter', async () => {
@@ -281,7 +283,7 @@ describe('session routes on the main listener', () => {
       const response = await post(url('/session/end'), { session_id: id, session_auth: auth });
       expect(response.status).toBe(200);
       expect(response.json()).toEqual({ ended: true, removed_session: id });
-      expect(stack.worker.runtime.sessions.get(id)).toBeUndefined();
+      expect(stack.worker.sessions.get(id)).toBeUndefined();
     });
 
     it('answers 400 naming the id of a session it never had', async () => {
@@ -307,7 +309,7 @@ describe('session routes on the main listener', () => {
         session_auth: { ...auth, signature: 'forged' },
       });
       expect(response.status).toBe(401);
-      expect(stack.worker.runtime.sessions.get(id)).toBeDefined();
+      expect(stack.worker.sessions.get(id)).toBeDefined();
     });
 
     it('answers 422 to invalid JSON and to a missing or empty id', async () => {
@@ -371,7 +373,7 @@ describe('session routes on the main listener', () => {
       });
       const first = await post(url('/generate'), body());
       expect(first.status).toBe(200);
-      const session = stack.worker.runtime.sessions.get(id)!;
+      const session = stack.worker.sessions.get(id)!;
       expect(session.expiration).toBeCloseTo(expiration + 2, 6);
       expect(session.sessionReqnum).toBe(1);
       for (let i = 0; i < 15; i++) expect((await post(url('/generate'), body())).status).toBe(200);
@@ -382,11 +384,10 @@ describe('session routes on the main listener', () => {
 
     it('ending the session cancels its in-flight stream through the normal cancellation path', async () => {
       const { id, auth } = await createSession(stack);
-      const accounting = stack.worker.runtime.accounting;
       // The stream stays open after its first token until the session's end cancels it.
       stack.model.configure({ hold: { at: 'tokens', afterTokens: 1 } });
       try {
-        const cancelled = accounting.totals.cancelled;
+        const cancelled = stack.worker.inspect().totals.cancelled;
         const call = postStreaming(url('/generate_stream'), {
           auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 10 }),
           payload: { prompt: 'a long answer', max_response_tokens: 500 },
@@ -398,10 +399,10 @@ describe('session routes on the main listener', () => {
         expect(ended.status).toBe(200);
         await aborted;
         await expect(call.done).rejects.toThrow();
-        await waitFor(() => accounting.totals.cancelled > cancelled, {
+        await waitFor(() => stack.worker.inspect().totals.cancelled > cancelled, {
           label: 'cancelled workload',
         });
-        expect(stack.worker.runtime.inFlight.size).toBe(0);
+        expect(stack.worker.inspect().requestsInProgress).toBe(0);
       } finally {
         stack.model.release();
       }
@@ -530,14 +531,14 @@ describe('session expiry', () => {
     });
     const callback = await callbacks.next();
     expect(callback.body).toEqual({ session_id: id });
-    expect(stack.worker.runtime.sessions.get(id)).toBeUndefined();
+    expect(stack.worker.sessions.get(id)).toBeUndefined();
   });
 
   it('a session with a request in flight outlives its expiry until the request ends', async () => {
     // Long enough that the request surely joins the session before it expires, even on a busy machine.
     const { id } = await createSession(stack, { lifetime: 1 });
     stack.model.configure({ failure: { kind: 'hang-headers' } });
-    const runtime = stack.worker.runtime;
+    const sessions = stack.worker.sessions;
     try {
       const arrived = once(stack.model, 'request');
       const call = postStreaming(`${stack.worker.url}/generate`, {
@@ -546,14 +547,14 @@ describe('session expiry', () => {
         session_id: id,
       });
       await arrived;
-      const session = runtime.sessions.get(id)!;
+      const session = sessions.get(id)!;
       await waitFor(() => session.expiration <= Date.now() / 1000, {
         label: 'session past its expiry',
       });
-      expect(sweepExpiredSessions(runtime)).toBe(0);
-      expect(runtime.sessions.get(id)).toBe(session);
+      expect(sessions.sweepExpired()).toBe(0);
+      expect(sessions.get(id)).toBe(session);
       call.disconnect();
-      await waitFor(() => runtime.sessions.get(id) === undefined, {
+      await waitFor(() => sessions.get(id) === undefined, {
         label: 'session closed by the GC',
       });
     } finally {
@@ -567,8 +568,7 @@ describe('the session cap (max_sessions)', () => {
     const stack = await startStack({ worker: helloWithCap(1) });
     try {
       await createSession(stack);
-      const accounting = stack.worker.runtime.accounting;
-      const rejected = accounting.totals.rejected;
+      const rejected = stack.worker.inspect().totals.rejected;
       const response = await post(`${stack.worker.url}/session/create`, {
         auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 70 }),
         payload: {},
@@ -576,9 +576,10 @@ describe('the session cap (max_sessions)', () => {
       expect(response.status).toBe(429);
       expect(response.json()).toMatchObject({ code: 'TSW_ERR_SESSION_LIMIT' });
       expect(Number(response.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-      expect(accounting.totals.rejected - rejected).toBe(70);
-      expect(accounting.toDelete.at(-1)).toMatchObject({ status: 'Rejected', isSession: true });
-      expect(stack.worker.runtime.sessions.size).toBe(1);
+      const after = stack.worker.inspect();
+      expect(after.totals.rejected - rejected).toBe(70);
+      expect(after.pendingDeletes.at(-1)).toMatchObject({ status: 'Rejected', isSession: true });
+      expect(stack.worker.sessions.size).toBe(1);
     } finally {
       await stack.close();
     }
@@ -601,7 +602,7 @@ describe('the session cap (max_sessions)', () => {
     const stack = await startStack({ worker: helloWithCap(0) });
     try {
       for (let i = 0; i < 12; i++) await createSession(stack);
-      expect(stack.worker.runtime.sessions.size).toBe(12);
+      expect(stack.worker.sessions.size).toBe(12);
     } finally {
       await stack.close();
     }
@@ -610,7 +611,7 @@ describe('the session cap (max_sessions)', () => {
   it('refuses new sessions with 503 and Retry-After while draining', async () => {
     const stack = await startStack();
     try {
-      stack.worker.runtime.readiness.startDraining();
+      stack.worker.readiness.startDraining();
       const response = await post(`${stack.worker.url}/session/create`, {
         auth_data: stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 100 }),
         payload: {},

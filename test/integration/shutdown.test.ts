@@ -215,7 +215,7 @@ describe('drain() in process', () => {
       await arrived;
       // The drain's final report resets the interval counters, so watch the events instead.
       const cancelled: number[] = [];
-      stack.worker.runtime.accounting.subscribe((event) => {
+      stack.worker.lifecycle.subscribe((event) => {
         if (event.kind === 'cancelled') cancelled.push(event.record.workload);
       });
       const outcome = await stack.worker.drain({ gracePeriodMs: 50 });
@@ -265,7 +265,7 @@ describe('drain() in process', () => {
       expect(outcome.sessionsClosed).toBe(1);
       expect((await next).body).toEqual({ session_id: sessionId });
       expect(order).toEqual(['on_close', 'shutdown hook', 'lifecycle stop']);
-      expect(stack.worker.runtime.sessions.size).toBe(0);
+      expect(stack.worker.sessions.size).toBe(0);
       // The session-level record went out in the final /delete_requests/.
       const deletes = stack.autoscaler.records.deleteRequests.flatMap(
         (record) => record.body.requests,

@@ -53,11 +53,11 @@ describe('streaming through the worker', () => {
       failure: { kind: 'drop-mid-stream', afterTokens: 3 },
     });
     try {
-      const errored = stack.worker.runtime.accounting.totals.errored;
+      const errored = stack.worker.inspect().totals.errored;
       const call = postStreaming(`${stack.worker.url}/generate_stream`, body(20));
       expect((await call.headers).status).toBe(200);
       await expect(call.done).rejects.toThrow();
-      await waitFor(() => stack.worker.runtime.accounting.totals.errored > errored, {
+      await waitFor(() => stack.worker.inspect().totals.errored > errored, {
         label: 'errored workload',
       });
       expect(call.chunks.join('')).not.toContain('"done":true');

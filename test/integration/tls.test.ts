@@ -97,9 +97,9 @@ describe('USE_SSL=true', () => {
   });
 
   it('reports an https:// URL to the autoscaler', async () => {
-    expect(stack.worker.runtime.publicUrl()).toMatch(/^https:\/\//);
+    expect(stack.worker.publicUrl()).toMatch(/^https:\/\//);
     const report = await stack.autoscaler.waitForReport((body) => body.url.startsWith('https://'));
-    expect(report.url).toBe(stack.worker.runtime.publicUrl());
+    expect(report.url).toBe(stack.worker.publicUrl());
   });
 });
 

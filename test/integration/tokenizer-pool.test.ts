@@ -47,7 +47,9 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 /** Every finished request's summary, as the request log sees it. */
 function summaries(stack: TestStack): RequestSummary[] {
   const seen: RequestSummary[] = [];
-  stack.worker.runtime.observers.push((summary) => seen.push(summary));
+  stack.worker.lifecycle.subscribe((event) => {
+    if (event.kind === 'finished') seen.push(event.summary);
+  });
   return seen;
 }
 
@@ -65,7 +67,7 @@ describe('the tokenizer pool', () => {
       };
       expect((await post(`${stack.worker.url}/generate`, body)).status).toBe(200);
       // The benchmark and this request were measured: hello_world counted their prompts here.
-      expect(stack.worker.runtime.accounting.totals.served).toBeGreaterThan(0);
+      expect(stack.worker.inspect().totals.served).toBeGreaterThan(0);
       expect(tokenizerPoolStats()).toEqual(before);
       // First in its file (vitest gives each file its own process): importing starts nothing either.
       expect(before.started).toBe(0);

@@ -41,18 +41,17 @@ describe('ref-02: /session/create verifies the signature', () => {
       const response = await create(forged);
       expect(response.status).toBe(401);
     }
-    expect(stack.worker.runtime.sessions.size).toBe(0);
+    expect(stack.worker.sessions.size).toBe(0);
     expect((await create(genuine)).status).toBe(201);
   });
 
   it('does not count refused creates in cur_load', async () => {
-    const accounting = stack.worker.runtime.accounting;
-    const load = accounting.currentLoad();
+    const load = stack.worker.inspect().currentLoad;
     const genuine = stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 500 });
     await post(`${stack.worker.url}/session/create`, {
       auth_data: { ...genuine, signature: 'AAAA' },
       payload: {},
     });
-    expect(accounting.currentLoad()).toBe(load);
+    expect(stack.worker.inspect().currentLoad).toBe(load);
   });
 });

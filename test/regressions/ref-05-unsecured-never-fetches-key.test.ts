@@ -18,8 +18,8 @@ describe('ref-05: UNSECURED workers and the public key', () => {
     const stack = await startStack({ env: { UNSECURED: 'true', REPORT_ADDR: url } });
     try {
       expect(await stack.worker.publicKeyLoaded).toBe(true);
-      expect(stack.worker.runtime.readiness.phase).toBe('ready');
-      expect(stack.worker.runtime.readiness.errorMessage).toBe('');
+      expect(stack.worker.readiness.phase).toBe('ready');
+      expect(stack.worker.readiness.errorMessage).toBe('');
       expect(paths).not.toContain('/pubkey/');
     } finally {
       await stack.close();

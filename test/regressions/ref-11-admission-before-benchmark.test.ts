@@ -25,10 +25,10 @@ describe('ref-11: admission before the benchmark', () => {
       payload: { prompt: 'a', max_response_tokens: 1 },
     });
     try {
-      await waitFor(() => stack.worker.runtime.accounting.inFlight.size === 1, {
+      await waitFor(() => stack.worker.inspect().working === 1, {
         label: 'first in flight',
       });
-      expect(stack.worker.runtime.readiness.maxPerf).toBe(0);
+      expect(stack.worker.readiness.maxPerf).toBe(0);
       stack.model.configure({ failure: { kind: 'none' } });
       const second = await post(`${stack.worker.url}/generate`, {
         payload: { prompt: 'b', max_response_tokens: 1 },

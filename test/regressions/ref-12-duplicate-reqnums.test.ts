@@ -18,15 +18,15 @@ describe('ref-12: requests sharing a reqnum', () => {
         postStreaming(`${stack.worker.url}/generate`, body),
         postStreaming(`${stack.worker.url}/generate`, body),
       ];
-      await waitFor(() => stack.worker.runtime.accounting.inFlight.size === 2, {
+      await waitFor(() => stack.worker.inspect().working === 2, {
         label: 'two in flight',
       });
-      expect(stack.worker.runtime.accounting.receivedCount).toBe(1);
+      expect(stack.worker.inspect().receivedCount).toBe(1);
       for (const call of calls) call.disconnect();
-      await waitFor(() => stack.worker.runtime.accounting.inFlight.size === 0, {
+      await waitFor(() => stack.worker.inspect().working === 0, {
         label: 'none in flight',
       });
-      expect(stack.worker.runtime.accounting.queuedWorkload).toBe(0);
+      expect(stack.worker.inspect().queuedWorkload).toBe(0);
     } finally {
       await stack.close();
     }

@@ -33,14 +33,14 @@ describe('ref-13: session edge cases', () => {
         (await request(id, stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 1 }))).status,
       ).toBe(200);
     }
-    const session = stack.worker.runtime.sessions.get(id)!;
+    const session = stack.worker.sessions.get(id)!;
     expect(session.sessionReqnum).toBe(30);
     expect(session.expiration).toBeLessThanOrEqual(Date.now() / 1000 + 10);
   });
 
   it('does not extend a session for a request rejected with 401', async () => {
     const { id } = await create({ lifetime: 5 });
-    const session = stack.worker.runtime.sessions.get(id)!;
+    const session = stack.worker.sessions.get(id)!;
     const before = session.expiration;
     const forged = {
       ...stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 1 }),

@@ -11,7 +11,7 @@ describe('ref-16: readiness changes reach the autoscaler at once', () => {
     try {
       const report = await stack.autoscaler.waitForReport((r) => r.loadtime > 0);
       expect(report.max_perf).toBeGreaterThan(0);
-      stack.worker.runtime.readiness.errored('Exception: corrupted model file');
+      stack.worker.readiness.errored('Exception: corrupted model file');
       const errored = await stack.autoscaler.waitForReport((r) => r.error_msg !== '');
       expect(errored.error_msg).toBe('Exception: corrupted model file');
     } finally {

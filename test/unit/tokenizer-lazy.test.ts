@@ -42,17 +42,17 @@ const script = `
     logger: lib.silentLogger(),
   });
   // Ready once the fake's load line is read and the benchmark has run (its samples measured too).
-  for (const deadline = Date.now() + 15000; !worker.runtime.readiness.isReady; ) {
+  for (const deadline = Date.now() + 15000; !worker.readiness.isReady; ) {
     if (Date.now() > deadline) throw new Error('the vllm worker never became ready');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const call = (route, payload) =>
     fetch(worker.url + route, { method: 'POST', body: JSON.stringify({ payload }) }).then((r) => r.status);
   const served = {
-    ready: worker.runtime.readiness.isReady,
+    ready: worker.readiness.isReady,
     completion: await call('/v1/completions', { prompt: 'Hello there', max_tokens: 4 }),
     chat: await call('/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 }),
-    workload: worker.runtime.accounting.totals.served,
+    workload: worker.inspect().totals.served,
   };
   await worker.close();
   await fake.close();

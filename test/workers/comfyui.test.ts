@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { comfyuiWorkload, ComfyUIRequest } from '../../lib/index.ts';
 import { ConfigError, resolveWorker } from '../../lib/entry-server.ts';
 import { type LoadSummary } from '../../lib/entry-load-test.ts';
-import type { AccountingEvent } from '../../lib/metrics/accounting.ts';
+import type { RecordEvent } from '../../lib/lifecycle/channel.ts';
 import { testLoadCommand } from '../../src/commands/test-load.ts';
 import { startComfyUIFake } from '../../src/stand-ins/fakes/comfyui.ts';
 import type { ComfyUIFake, ComfyUIFakeOptions } from '../../src/stand-ins/fakes/comfyui.ts';
@@ -86,12 +86,14 @@ function sink(): { stream: Writable; text: () => string } {
 
 describe('comfyui worker against the wrapper fake', () => {
   let stack: ComfyStack;
-  const events: AccountingEvent[] = [];
+  const events: RecordEvent[] = [];
 
   beforeAll(async () => {
     // MAX_QUEUE_SIZE 1: the worker sends one job at a time, other clients can fill the wrapper.
     stack = await startComfyStack({ fake: { maxQueueSize: 1 } });
-    stack.worker.runtime.accounting.subscribe((event) => events.push(event));
+    stack.worker.lifecycle.subscribe((event) => {
+      if (event.kind !== 'finished') events.push(event);
+    });
   });
   afterAll(() => stack.close());
 
@@ -99,7 +101,7 @@ describe('comfyui worker against the wrapper fake', () => {
     events.filter((e) => e.kind === 'succeeded').map((e) => e.record.workload);
 
   it('benchmarks serially with the Text2Image sample and reports max_perf in its unit', () => {
-    const readiness = stack.worker.runtime.readiness;
+    const readiness = stack.worker.readiness;
     expect(readiness.phase).toBe('ready');
     expect(readiness.maxPerf).toBeGreaterThan(0);
     // Warm-up plus the runs, every one the reference's sample, wrapped as the wrapper needs it.
@@ -338,7 +340,7 @@ describe('comfyui worker readiness', () => {
     });
     try {
       await waitFor(() => stack.fake.stats.healthchecks >= 2, { label: 'the hook probed /health' });
-      expect(stack.worker.runtime.readiness.phase).toBe('starting');
+      expect(stack.worker.readiness.phase).toBe('starting');
       await stack.fake.comfyui.start();
       const report = await stack.waitForReport((r) => r.loadtime > 0 && r.max_perf > 0);
       expect(report.error_msg).toBe('');
@@ -357,7 +359,7 @@ describe('comfyui worker readiness', () => {
       // Loaded from the log: the benchmark runs although the probe of /health cannot pass.
       await waitFor(() => stack.received.length > 0, { label: 'benchmark requests' });
       expect(readFileSync(stack.modelLog, 'utf8')).toContain('BACKENDS_READY: 1 backend(s)');
-      expect(stack.worker.runtime.readiness.phase).not.toBe('ready');
+      expect(stack.worker.readiness.phase).not.toBe('ready');
       stack.fake.control({ healthy: true });
       const report = await stack.waitForReport((r) => r.loadtime > 0 && r.max_perf > 0);
       expect(report.error_msg).toBe('');
@@ -373,7 +375,7 @@ describe('comfyui worker readiness', () => {
       expect(report.error_msg).toContain(
         'BACKENDS_READY_TIMEOUT: ERROR:main:BACKENDS_READY_TIMEOUT: not all of 1 backend(s) reachable',
       );
-      expect(stack.worker.runtime.readiness.phase).toBe('errored');
+      expect(stack.worker.readiness.phase).toBe('errored');
       // Never benchmarked: the line that contains BACKENDS_READY was not read as a load.
       expect(stack.received).toEqual([]);
     } finally {
@@ -431,7 +433,7 @@ describe('comfyui worker readiness', () => {
           request_id: expect.stringMatching(/^test-/) as unknown,
         },
       });
-      expect(custom.worker.runtime.readiness.maxPerf).toBeGreaterThan(0);
+      expect(custom.worker.readiness.maxPerf).toBeGreaterThan(0);
     } finally {
       await custom.close();
     }

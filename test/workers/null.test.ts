@@ -15,7 +15,7 @@ import {
   type RunningWorker,
 } from '../../lib/entry-server.ts';
 import { type LoadSummary } from '../../lib/entry-load-test.ts';
-import type { AccountingEvent } from '../../lib/metrics/accounting.ts';
+import type { RecordEvent } from '../../lib/lifecycle/channel.ts';
 import { testLoadCommand } from '../../src/commands/test-load.ts';
 import {
   startLocalAutoscaler,
@@ -36,7 +36,7 @@ interface NullStack {
   body(payload: unknown, requestIdx?: number): Record<string, unknown>;
   reserve(payload: unknown, requestIdx?: number): Promise<JsonResponse>;
   /** Every accounting event so far, in order. */
-  readonly events: AccountingEvent[];
+  readonly events: RecordEvent[];
   close(): Promise<void>;
 }
 
@@ -58,8 +58,10 @@ async function startNullStack(env: Record<string, string> = {}): Promise<NullSta
     logger: silentLogger(),
   });
   autoscaler.register(worker.url);
-  const events: AccountingEvent[] = [];
-  worker.runtime.accounting.subscribe((event) => events.push(event));
+  const events: RecordEvent[] = [];
+  worker.lifecycle.subscribe((event) => {
+    if (event.kind !== 'finished') events.push(event);
+  });
   await autoscaler.waitForReport((report) => report.max_perf > 0, 20_000);
   await worker.readinessSequence.settled();
   const body = (payload: unknown, requestIdx?: number) => ({
@@ -84,7 +86,7 @@ async function startNullStack(env: Record<string, string> = {}): Promise<NullSta
 }
 
 /** The first event of this kind for the request with this request_idx. */
-function eventFor(stack: NullStack, kind: AccountingEvent['kind'], requestIdx: number) {
+function eventFor(stack: NullStack, kind: RecordEvent['kind'], requestIdx: number) {
   return stack.events.find((e) => e.kind === kind && e.record.requestIdx === requestIdx);
 }
 
@@ -103,7 +105,7 @@ describe('null worker', () => {
 
   it('benchmarks without holding the worker and reports max_perf above 0', () => {
     // With the default cap of an hour, a benchmark that held the worker would never become ready.
-    expect(stack.worker.runtime.readiness.maxPerf).toBeGreaterThan(0);
+    expect(stack.worker.readiness.maxPerf).toBeGreaterThan(0);
     const report = stack.autoscaler.records.workerStatus.find((r) => r.body.max_perf > 0);
     expect(report?.body.error_msg).toBe('');
   });
@@ -149,7 +151,7 @@ describe('null worker', () => {
     await waitFor(() => eventFor(stack, 'work-started', 201), { label: 'first reservation held' });
     const second = stack.reserve({ duration: 0.01 }, 202);
     // The second is admitted and waits in the FIFO behind the hour-long first.
-    await waitFor(() => eventFor(stack, 'started', 202), { label: 'second reservation queued' });
+    await waitFor(() => eventFor(stack, 'admitted', 202), { label: 'second reservation queued' });
     expect(eventFor(stack, 'work-started', 202)).toBeUndefined();
 
     first.disconnect();

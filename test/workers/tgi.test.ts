@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LogAction, TGI_LOG_ACTIONS } from '../../lib/index.ts';
 import { ConfigError, resolveWorker } from '../../lib/entry-server.ts';
 import { type LoadSummary } from '../../lib/entry-load-test.ts';
-import type { AccountingEvent } from '../../lib/metrics/accounting.ts';
+import type { RecordEvent } from '../../lib/lifecycle/channel.ts';
 import { testLoadCommand } from '../../src/commands/test-load.ts';
 import type { FakeServerOptions } from '../../src/stand-ins/fakes/common.ts';
 import { startTgiFake } from '../../src/stand-ins/fakes/tgi.ts';
@@ -46,11 +46,13 @@ function sink(): { stream: Writable; text: () => string } {
 
 describe('tgi worker against the TGI fake', () => {
   let stack: EngineStack;
-  const events: AccountingEvent[] = [];
+  const events: RecordEvent[] = [];
 
   beforeAll(async () => {
     stack = await startEngineStack({ worker: tgi, startFake });
-    stack.worker.runtime.accounting.subscribe((event) => events.push(event));
+    stack.worker.lifecycle.subscribe((event) => {
+      if (event.kind !== 'finished') events.push(event);
+    });
   });
   afterAll(() => stack.close());
 
@@ -61,7 +63,7 @@ describe('tgi worker against the TGI fake', () => {
     expect(lines.at(-1)).toContain(
       '"message":"Connected","target":"text_generation_router::server"',
     );
-    const readiness = stack.worker.runtime.readiness;
+    const readiness = stack.worker.readiness;
     expect(readiness.phase).toBe('ready');
     // Workload is max_new_tokens: the fake cannot give more tokens per second than its budget.
     expect(readiness.maxPerf).toBeGreaterThan(0);
@@ -249,7 +251,7 @@ describe('tgi worker readiness and configuration', () => {
     try {
       const report = await stack.waitForReport((r) => r.error_msg !== '');
       expect(report.error_msg).toContain('Error: ShardCannotStart');
-      expect(stack.worker.runtime.readiness.phase).toBe('errored');
+      expect(stack.worker.readiness.phase).toBe('errored');
     } finally {
       await stack.close();
     }
