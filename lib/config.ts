@@ -353,19 +353,51 @@ export function parseReportAddrs(value: string | undefined): string[] {
 
 /** Reads and validates the environment. Throws one `ConfigError` listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+  const cleaned = withoutEmptyValues(env);
+  const parsed = envSchema.safeParse(cleaned);
+  const problems = parsed.success ? [] : schemaProblems(parsed.error.issues, cleaned);
+  const reportAddrs = parseReportAddrs(cleaned['REPORT_ADDR']);
+  problems.push(...reportingProblems(reportAddrs, cleaned));
+  const workerPort = parsed.success ? parsed.data.WORKER_PORT : 3000;
+  const publicPortRaw = cleaned[`VAST_TCP_PORT_${workerPort}`];
+  const publicPort = port.safeParse(publicPortRaw ?? workerPort);
+  if (!publicPort.success) {
+    problems.push(
+      `VAST_TCP_PORT_${workerPort}: ${withValue('must be a port number (0-65535)', '', publicPortRaw)}`,
+    );
+  }
+  if (!parsed.success || problems.length > 0 || !publicPort.success)
+    throw new ConfigError(problems);
+  return resolveConfig(parsed.data, reportAddrs, publicPort.data);
+}
+
+type ParsedEnv = z.output<typeof envSchema>;
+
+/** The set variables: an empty string counts as unset. */
+function withoutEmptyValues(env: NodeJS.ProcessEnv): Record<string, string> {
   const cleaned: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
     if (value !== undefined && value !== '') cleaned[key] = value;
   }
-  const parsed = envSchema.safeParse(cleaned);
+  return cleaned;
+}
+
+function schemaProblems(
+  issues: readonly z.core.$ZodIssue[],
+  cleaned: Record<string, string>,
+): string[] {
+  return issues.map((issue) => {
+    const name = String(issue.path[0]);
+    return `${issue.path.join('.')}: ${withValue(issue.message, name, cleaned[name])}`;
+  });
+}
+
+/** REPORT_ADDR and the variables it needs, checked across variables (the schema sees one at a time). */
+function reportingProblems(
+  reportAddrs: readonly string[],
+  cleaned: Record<string, string>,
+): string[] {
   const problems: string[] = [];
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const name = String(issue.path[0]);
-      problems.push(`${issue.path.join('.')}: ${withValue(issue.message, name, cleaned[name])}`);
-    }
-  }
-  const reportAddrs = parseReportAddrs(cleaned['REPORT_ADDR']);
   for (const addr of reportAddrs) {
     if (!URL.canParse(addr)) problems.push(`REPORT_ADDR: "${addr}" is not an absolute URL`);
   }
@@ -380,18 +412,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
   if (unsecured.success && !unsecured.data && reportAddrs.length === 0) {
     problems.push('REPORT_ADDR: required to fetch the public key unless UNSECURED=true');
   }
-  const workerPort = parsed.success ? parsed.data.WORKER_PORT : 3000;
-  const publicPortRaw = cleaned[`VAST_TCP_PORT_${workerPort}`];
-  const publicPort = port.safeParse(publicPortRaw ?? workerPort);
-  if (!publicPort.success) {
-    problems.push(
-      `VAST_TCP_PORT_${workerPort}: ${withValue('must be a port number (0-65535)', '', publicPortRaw)}`,
-    );
-  }
-  if (!parsed.success || problems.length > 0 || !publicPort.success)
-    throw new ConfigError(problems);
+  return problems;
+}
 
-  const data = parsed.data;
+function resolveConfig(data: ParsedEnv, reportAddrs: string[], publicPort: number): ResolvedConfig {
   return Object.freeze({
     workerPort: data.WORKER_PORT,
     workerHttpPort: data.WORKER_HTTP_PORT ?? (data.WORKER_PORT === 0 ? 0 : data.WORKER_PORT + 1),
@@ -399,7 +423,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     reportAddrs: Object.freeze(reportAddrs),
     containerId: data.CONTAINER_ID ?? 0,
     publicIpAddr: data.PUBLIC_IPADDR ?? '127.0.0.1',
-    publicPort: publicPort.data,
+    publicPort,
     useSsl: data.USE_SSL,
     sslCertFile: data.SSL_CERT_FILE,
     sslKeyFile: data.SSL_KEY_FILE,
@@ -425,21 +449,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ResolvedConfig
     forceUpdateFile: data.FORCE_UPDATE_FILE,
     readiness: data.READINESS,
     healthcheckFailures: data.HEALTHCHECK_FAILURES,
-    timings: Object.freeze({
-      healthcheckInterval: data.HEALTHCHECK_INTERVAL_SECONDS,
-      healthcheckTimeout: data.HEALTHCHECK_TIMEOUT_SECONDS ?? data.HEALTHCHECK_PROBE_TIMEOUT ?? 10,
-      healthcheckReadyTimeout: data.HEALTHCHECK_READY_TIMEOUT_SECONDS,
-      noHealthcheckWait: data.NO_HEALTHCHECK_WAIT_SECONDS,
-      pubkeyWait: data.PUBKEY_WAIT_SECONDS,
-      reportTick: data.REPORT_TICK_SECONDS,
-      reportIdle: data.REPORT_IDLE_SECONDS,
-      reportTimeout: data.REPORT_TIMEOUT_SECONDS,
-      reportRetryDelay: data.REPORT_RETRY_DELAY_SECONDS,
-      errorBeaconInterval: data.ERROR_BEACON_INTERVAL_SECONDS,
-      readinessTimeout: data.READINESS_TIMEOUT,
-      readinessGrace: data.READINESS_GRACE_SECONDS,
-      readinessLogInterval: data.READINESS_LOG_INTERVAL_SECONDS,
-    }),
+    timings: resolveTimings(data),
+  });
+}
+
+function resolveTimings(data: ParsedEnv): Timings {
+  return Object.freeze({
+    healthcheckInterval: data.HEALTHCHECK_INTERVAL_SECONDS,
+    healthcheckTimeout: data.HEALTHCHECK_TIMEOUT_SECONDS ?? data.HEALTHCHECK_PROBE_TIMEOUT ?? 10,
+    healthcheckReadyTimeout: data.HEALTHCHECK_READY_TIMEOUT_SECONDS,
+    noHealthcheckWait: data.NO_HEALTHCHECK_WAIT_SECONDS,
+    pubkeyWait: data.PUBKEY_WAIT_SECONDS,
+    reportTick: data.REPORT_TICK_SECONDS,
+    reportIdle: data.REPORT_IDLE_SECONDS,
+    reportTimeout: data.REPORT_TIMEOUT_SECONDS,
+    reportRetryDelay: data.REPORT_RETRY_DELAY_SECONDS,
+    errorBeaconInterval: data.ERROR_BEACON_INTERVAL_SECONDS,
+    readinessTimeout: data.READINESS_TIMEOUT,
+    readinessGrace: data.READINESS_GRACE_SECONDS,
+    readinessLogInterval: data.READINESS_LOG_INTERVAL_SECONDS,
   });
 }
 

@@ -201,8 +201,8 @@ function normaliseIntDigits(text: string): string {
   return negative ? '-' + body : body;
 }
 
-type Container =
-  { readonly array: PyJsonValue[] } | { readonly object: Record<string, PyJsonValue>; key: string };
+type ObjectContainer = { readonly object: Record<string, PyJsonValue>; key: string };
+type Container = { readonly array: PyJsonValue[] } | ObjectContainer;
 
 /**
  * Parses JSON text exactly as strictly as `JSON.parse` (RFC 8259), but keeps what Python's
@@ -213,6 +213,7 @@ type Container =
  * @throws SyntaxError on invalid JSON.
  */
 export function parseJsonPreservingNumbers(text: string): PyJsonValue {
+  // One loop with the index in a local: this runs on every legacy-mode request body.
   const stack: Container[] = [];
   let i = skipWhitespace(text, 0);
 
@@ -222,49 +223,36 @@ export function parseJsonPreservingNumbers(text: string): PyJsonValue {
     const c = text.charCodeAt(i);
     if (c === 0x7b /* { */) {
       i = skipWhitespace(text, i + 1);
-      if (text.charCodeAt(i) === 0x7d /* } */) {
-        i++;
-        value = {};
-      } else {
-        const [key, end] = parseKey(text, i);
-        stack.push({ object: {}, key });
-        i = end;
+      if (text.charCodeAt(i) !== 0x7d /* } */) {
+        const container: ObjectContainer = { object: {}, key: '' };
+        i = readKey(text, i, container);
+        stack.push(container);
         continue;
       }
+      i++;
+      value = {};
     } else if (c === 0x5b /* [ */) {
       i = skipWhitespace(text, i + 1);
-      if (text.charCodeAt(i) === 0x5d /* ] */) {
-        i++;
-        value = [];
-      } else {
+      if (text.charCodeAt(i) !== 0x5d /* ] */) {
         stack.push({ array: [] });
         continue;
       }
+      i++;
+      value = [];
     } else if (c === 0x22 /* " */) {
       [value, i] = parseString(text, i);
     } else if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
       [value, i] = parseNumber(text, i);
-    } else if (text.startsWith('true', i)) {
-      value = true;
-      i += 4;
-    } else if (text.startsWith('false', i)) {
-      value = false;
-      i += 5;
-    } else if (text.startsWith('null', i)) {
-      value = null;
-      i += 4;
     } else {
-      throw unexpected(text, i);
+      value = parseLiteral(text, i);
+      i += value === false ? 5 : 4;
     }
 
     // Attach the finished value to its parent; closing a container finishes another value.
     for (;;) {
       const top = stack.at(-1);
       i = skipWhitespace(text, i);
-      if (top === undefined) {
-        if (i !== text.length) throw unexpected(text, i);
-        return value;
-      }
+      if (top === undefined) return endOfText(text, i, value);
       const c2 = text.charCodeAt(i);
       if ('array' in top) {
         top.array.push(value);
@@ -277,9 +265,7 @@ export function parseJsonPreservingNumbers(text: string): PyJsonValue {
       } else {
         setOwn(top.object, top.key, value);
         if (c2 === 0x2c /* , */) {
-          const [key, end] = parseKey(text, skipWhitespace(text, i + 1));
-          top.key = key;
-          i = end;
+          i = readKey(text, skipWhitespace(text, i + 1), top);
           break;
         }
         if (c2 !== 0x7d /* } */) throw unexpected(text, i);
@@ -289,6 +275,20 @@ export function parseJsonPreservingNumbers(text: string): PyJsonValue {
       i++;
     }
   }
+}
+
+/** `true`, `false` or `null` at `i` (4, 5 and 4 characters long). */
+function parseLiteral(text: string, i: number): boolean | null {
+  if (text.startsWith('true', i)) return true;
+  if (text.startsWith('false', i)) return false;
+  if (text.startsWith('null', i)) return null;
+  throw unexpected(text, i);
+}
+
+/** The parsed document, once only whitespace follows it. */
+function endOfText(text: string, i: number, value: PyJsonValue): PyJsonValue {
+  if (i !== text.length) throw unexpected(text, i);
+  return value;
 }
 
 function setOwn(object: Record<string, PyJsonValue>, key: string, value: PyJsonValue): void {
@@ -305,13 +305,14 @@ function setOwn(object: Record<string, PyJsonValue>, key: string, value: PyJsonV
   }
 }
 
-/** Parses `"key"` `:` and returns the key and the index of the value that follows. */
-function parseKey(text: string, i: number): [string, number] {
+/** Reads `"key"` `:` into `container.key`; returns the index of the value that follows. */
+function readKey(text: string, i: number, container: ObjectContainer): number {
   if (text.charCodeAt(i) !== 0x22) throw unexpected(text, i);
   const [key, end] = parseString(text, i);
+  container.key = key;
   const colon = skipWhitespace(text, end);
   if (text.charCodeAt(colon) !== 0x3a /* : */) throw unexpected(text, colon);
-  return [key, skipWhitespace(text, colon + 1)];
+  return skipWhitespace(text, colon + 1);
 }
 
 function skipWhitespace(text: string, i: number): number {

@@ -32,7 +32,7 @@ import {
   readEngineSettings,
   type EngineDefaults,
 } from './settings.ts';
-import { isRecord, trimTrailingSlashes } from '../internal/values.ts';
+import { errorMessage, isRecord, trimTrailingSlashes } from '../internal/values.ts';
 
 /** The wrapper (`uvicorn main:app --port 18288`), "not ComfyUI's own port (18188)". */
 export const COMFYUI_WRAPPER_URL = 'http://127.0.0.1:18288';
@@ -212,7 +212,7 @@ export function readComfyUISettings(env: WorkerEnv, problems: EnvProblems): Comf
     } catch (error) {
       problems.add(
         'BENCHMARK_JSON_PATH',
-        `cannot read a benchmark job from ${explicit}: ${error instanceof Error ? error.message : String(error)}`,
+        `cannot read a benchmark job from ${explicit}: ${errorMessage(error)}`,
       );
     }
   } else if (existsSync(IMAGE_BENCHMARK_FILE)) {
@@ -328,11 +328,7 @@ async function probe(url: string, dispatcher: Agent, timeoutMs: number): Promise
     return { ok, detail: `status ${response.statusCode}` };
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    return {
-      ok: false,
-      detail:
-        typeof code === 'string' ? code : error instanceof Error ? error.message : String(error),
-    };
+    return { ok: false, detail: typeof code === 'string' ? code : errorMessage(error) };
   }
 }
 
@@ -343,79 +339,110 @@ async function probe(url: string, dispatcher: Agent, timeoutMs: number): Promise
  */
 export function comfyuiLifecycle(options: ComfyUIReadinessOptions): Lifecycle {
   let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let watcher: LogWatcher | undefined;
-  let dispatcher: Agent | undefined;
-  const cleanup = async (): Promise<void> => {
-    clearTimeout(timer);
-    timer = undefined;
-    const [w, d] = [watcher, dispatcher];
-    watcher = undefined;
-    dispatcher = undefined;
-    await Promise.all([w?.stop(), d?.close()]);
-  };
+  let startup: ComfyUIStartup | undefined;
   return {
-    start: () =>
-      new Promise<void>((resolve, reject) => {
-        let settled = false;
-        const finish = (error?: Error): void => {
-          if (settled) return;
-          settled = true;
-          void cleanup();
-          if (error === undefined) resolve();
-          else reject(error);
-        };
-        const agent = new Agent({ keepAliveTimeout: 1_000, connections: 2 });
-        dispatcher = agent;
-        const statsUrl = `${options.comfyuiUrl}/system_stats`;
-        if (options.modelLog !== undefined) {
-          const actions = [
-            ...(options.logActions.onError ?? []).map((p) => [LogAction.ModelError, p] as const),
-            ...(options.logActions.onLoad ?? []).map((p) => [LogAction.ModelLoaded, p] as const),
-          ];
-          watcher = watchModelLog({
-            path: options.modelLog,
-            actions,
-            onMatch: (match) => {
-              if (match.action === LogAction.ModelError) {
-                finish(new Error(`${match.pattern}: ${match.line}`.slice(0, 1000)));
-              } else if (match.action === LogAction.ModelLoaded) {
-                finish();
-              }
-            },
-          });
-        }
-        const deadline = performance.now() + options.timeoutMs;
-        const probeMs = options.probeTimeoutMs ?? 5_000;
-        const poll = async (): Promise<void> => {
-          timer = undefined;
-          const [comfyui, wrapper] = await Promise.all([
-            probe(statsUrl, agent, probeMs),
-            probe(options.healthUrl, agent, probeMs),
-          ]);
-          if (settled || stopped) return;
-          if (comfyui.ok && wrapper.ok) {
-            finish();
-            return;
-          }
-          if (performance.now() >= deadline) {
-            const seconds = Math.round(options.timeoutMs / 100) / 10;
-            finish(
-              new Error(
-                `ComfyUI not ready after ${seconds}s: ComfyUI ${statsUrl}: ${comfyui.detail}; wrapper ${options.healthUrl}: ${wrapper.detail}`,
-              ),
-            );
-            return;
-          }
-          timer = setTimeout(() => void poll(), options.pollMs);
-        };
-        void poll();
-      }),
+    start: () => {
+      startup = new ComfyUIStartup(options, () => stopped);
+      return startup.done;
+    },
     stop: async () => {
       stopped = true;
-      await cleanup();
+      await startup?.cleanup();
     },
   };
+}
+
+/** One start-up: the log watcher and the probe loop, whichever settles it first. */
+class ComfyUIStartup {
+  /** Resolves when the model is loaded; rejects on a fatal log line or the timeout. */
+  readonly done: Promise<void>;
+  readonly #options: ComfyUIReadinessOptions;
+  /** Once the lifecycle is stopped, probing stops (and stays stopped). */
+  readonly #stopped: () => boolean;
+  readonly #statsUrl: string;
+  readonly #deadline: number;
+  #settled = false;
+  #resolve: () => void = () => undefined;
+  #reject: (error: Error) => void = () => undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #watcher: LogWatcher | undefined;
+  #dispatcher: Agent | undefined;
+
+  constructor(options: ComfyUIReadinessOptions, stopped: () => boolean) {
+    this.#options = options;
+    this.#stopped = stopped;
+    this.#statsUrl = `${options.comfyuiUrl}/system_stats`;
+    this.done = new Promise<void>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    const agent = new Agent({ keepAliveTimeout: 1_000, connections: 2 });
+    this.#dispatcher = agent;
+    if (options.modelLog !== undefined) this.#watcher = this.#watchLog(options.modelLog);
+    this.#deadline = performance.now() + options.timeoutMs;
+    void this.#poll(agent);
+  }
+
+  /** Stops the probes and the log watcher; resolves once they are closed. */
+  async cleanup(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const [watcher, dispatcher] = [this.#watcher, this.#dispatcher];
+    this.#watcher = undefined;
+    this.#dispatcher = undefined;
+    await Promise.all([watcher?.stop(), dispatcher?.close()]);
+  }
+
+  /** Fatal patterns first: `BACKENDS_READY` is a substring of `BACKENDS_READY_TIMEOUT`. */
+  #watchLog(path: string): LogWatcher {
+    const { logActions } = this.#options;
+    return watchModelLog({
+      path,
+      actions: [
+        ...(logActions.onError ?? []).map((pattern) => [LogAction.ModelError, pattern] as const),
+        ...(logActions.onLoad ?? []).map((pattern) => [LogAction.ModelLoaded, pattern] as const),
+      ],
+      onMatch: (match) => {
+        if (match.action === LogAction.ModelError) {
+          this.#finish(new Error(`${match.pattern}: ${match.line}`.slice(0, 1000)));
+        } else if (match.action === LogAction.ModelLoaded) {
+          this.#finish();
+        }
+      },
+    });
+  }
+
+  /** Probes both servers until both pass, the deadline passes, or the start-up is settled. */
+  async #poll(agent: Agent): Promise<void> {
+    const { healthUrl, pollMs, timeoutMs } = this.#options;
+    const probeMs = this.#options.probeTimeoutMs ?? 5_000;
+    this.#timer = undefined;
+    const [comfyui, wrapper] = await Promise.all([
+      probe(this.#statsUrl, agent, probeMs),
+      probe(healthUrl, agent, probeMs),
+    ]);
+    if (this.#settled || this.#stopped()) return;
+    if (comfyui.ok && wrapper.ok) {
+      this.#finish();
+    } else if (performance.now() >= this.#deadline) {
+      const seconds = Math.round(timeoutMs / 100) / 10;
+      this.#finish(
+        new Error(
+          `ComfyUI not ready after ${seconds}s: ComfyUI ${this.#statsUrl}: ${comfyui.detail}; wrapper ${healthUrl}: ${wrapper.detail}`,
+        ),
+      );
+    } else {
+      this.#timer = setTimeout(() => void this.#poll(agent), pollMs);
+    }
+  }
+
+  #finish(error?: Error): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    void this.cleanup();
+    if (error === undefined) this.#resolve();
+    else this.#reject(error);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

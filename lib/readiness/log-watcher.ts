@@ -21,6 +21,8 @@
 import fs from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { delay } from '../internal/timers.ts';
+import { errorMessage } from '../internal/values.ts';
 import { LogAction } from '../worker.ts';
 
 export interface LogMatch {
@@ -89,218 +91,273 @@ const CR = 0x0d;
  * await watcher.stop();
  */
 export function watchModelLog(options: LogWatcherOptions): LogWatcher {
-  const { path, actions, onMatch, onEvent } = options;
-  const pollMs = options.pollMs ?? 100;
-  const abort = new AbortController();
-  const { signal } = abort;
-  let linesRead = 0;
-  let linesCut = 0;
+  return new ModelLogWatcher(options);
+}
 
-  const report = (kind: LogWatcherEventKind, detail?: string): void => {
-    if (onEvent === undefined) return;
-    try {
-      onEvent(detail === undefined ? { kind } : { kind, detail });
-    } catch {
-      // A failing logger must not break tailing, and there is nowhere left to report it.
-    }
-  };
+/** A regular file opened for reading, with what `fstat` said of it. */
+interface OpenLog {
+  readonly fd: number;
+  readonly stats: fs.Stats;
+}
 
-  const fire = (action: LogAction, pattern: string, line: string): void => {
-    try {
-      onMatch({ action, pattern, line });
-    } catch (error) {
-      report('error', `onMatch threw: ${errorMessage(error)}`);
-    }
-  };
+class ModelLogWatcher implements LogWatcher {
+  readonly #path: string;
+  readonly #actions: LogWatcherOptions['actions'];
+  readonly #onMatch: LogWatcherOptions['onMatch'];
+  readonly #onEvent: LogWatcherOptions['onEvent'];
+  readonly #pollMs: number;
+  readonly #retryMs: number;
+  readonly #abort = new AbortController();
+  readonly #wake: Wake;
+  readonly #directory: DirectoryWatch;
+  readonly #buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+  readonly #running: Promise<void>;
+  #linesRead = 0;
+  #linesCut = 0;
+  /** The file being read, kept across errors so the same file is resumed where reading stopped. */
+  #cursor: Cursor | undefined;
+  /** Why the file is not open, reported once until it changes or the file opens. */
+  #waiting: string | undefined;
+  /** The last failure to open, reported once until it changes or the file opens. */
+  #openFailure: string | undefined;
 
-  // §6.2, minus the reference's bugs: one ModelLoaded per line however many on_load patterns
-  // match, and the error carries the full line.
-  const handleLine = (raw: string): void => {
-    // onMatch may stop the watcher; the rest of the chunk is then never reported.
-    if (signal.aborted) return;
-    linesRead += 1;
-    const line = raw.trimEnd();
-    let loaded = false;
-    let info = false;
-    for (const [action, pattern] of actions) {
-      if (!line.includes(pattern)) continue;
-      if (action === LogAction.ModelLoaded) {
-        if (!loaded) fire(action, pattern, line);
-        loaded = true;
-      } else if (action === LogAction.ModelError) {
-        fire(action, pattern, line);
-        break;
-      } else {
-        if (!info) fire(action, pattern, line);
-        info = true;
-      }
-    }
-  };
-
-  const handleCut = (): void => {
-    linesCut += 1;
-    if (linesCut > 1) return;
-    report(
-      'long-line',
-      `a line in ${path} is longer than ${MAX_LOG_LINE_BYTES} bytes: matching its first ` +
-        `${MAX_LOG_LINE_BYTES} bytes and skipping the rest (reported once; later ones are cut silently)`,
+  constructor(options: LogWatcherOptions) {
+    this.#path = options.path;
+    this.#actions = options.actions;
+    this.#onMatch = options.onMatch;
+    this.#onEvent = options.onEvent;
+    this.#pollMs = options.pollMs ?? 100;
+    this.#retryMs = Math.max(this.#pollMs, RETRY_AFTER_ERROR_MS);
+    this.#wake = new Wake(this.#abort.signal);
+    this.#directory = new DirectoryWatch(
+      this.#path,
+      () => this.#wake.notify(),
+      (kind, detail) => this.#report(kind, detail),
     );
-  };
+    this.#running = this.#run();
+  }
 
-  const wake = new Wake();
-  const directory = new DirectoryWatch(path, () => wake.notify(), report);
-  const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#running;
+  }
 
-  /** Reads `cursor`'s file from its offset to its current end. False if stopped meanwhile. */
-  const drain = async (fd: number, cursor: Cursor): Promise<boolean> => {
-    for (;;) {
-      if (signal.aborted) return false;
-      // Awaiting the read lets timers and sockets run between two chunks.
-      const bytes = await read(fd, buffer, cursor.offset);
-      if (signal.aborted) return false;
-      if (bytes === 0) return true;
-      cursor.offset += bytes;
-      cursor.lines.push(buffer.subarray(0, bytes));
-    }
-  };
+  get linesRead(): number {
+    return this.#linesRead;
+  }
 
-  /**
-   * Follows one open file until another file takes its path (returns true) or the watcher is
-   * stopped (false). Truncation restarts `cursor` in place. Read and stat errors propagate.
-   */
-  const follow = async (fd: number, cursor: Cursor): Promise<boolean> => {
-    let gone = false;
-    for (;;) {
-      if (!(await drain(fd, cursor))) return false;
-      const now = await statOrUndefined(path);
-      if (signal.aborted) return false;
-      if (now === undefined || !now.isFile()) {
-        if (!gone) {
-          report('waiting', `${path} was removed; waiting for a new one`);
-          gone = true;
-        }
-      } else if (!cursor.isSameFile(now)) {
-        // Lines written to the old file just before the switch come first.
-        if (!(await drain(fd, cursor))) return false;
-        return true;
-      } else {
-        if (gone) report('opened', path);
-        gone = false;
-        if (now.size < cursor.offset) {
-          report('truncated', `${path} shrank; reading it again from its start`);
-          cursor.restart();
-          continue;
-        }
-      }
-      await wake.wait(pollMs, signal);
-    }
-  };
+  get linesCut(): number {
+    return this.#linesCut;
+  }
 
-  /**
-   * Opens the log if it is a regular file, or says why not. A path that is not a regular file is
-   * never opened: opening a FIFO would block a libuv thread until something writes to it.
-   */
-  const openLog = async (): Promise<{ fd: number; stats: fs.Stats } | string> => {
-    const notAFile = `${path} is not a regular file; waiting for one`;
-    const found = await statOrUndefined(path);
-    if (found === undefined) return `waiting for ${path} to exist`;
-    if (!found.isFile()) return notAFile;
-    let fd: number;
+  get #stopped(): boolean {
+    return this.#abort.signal.aborted;
+  }
+
+  async #run(): Promise<void> {
     try {
-      fd = await openFile(path);
+      await this.#supervise();
     } catch (error) {
-      if (isMissing(error)) return `waiting for ${path} to exist`;
-      throw error;
-    }
-    try {
-      // The file opened, which may have replaced the one just found.
-      const stats = await fstat(fd);
-      if (stats.isFile()) return { fd, stats };
-    } catch (error) {
-      await close(fd);
-      throw error;
-    }
-    await close(fd);
-    return notAFile;
-  };
-
-  const supervise = async (): Promise<void> => {
-    let cursor: Cursor | undefined;
-    /** Why the file is not open, reported once until it changes or the file opens. */
-    let waiting: string | undefined;
-    /** The last failure to open, reported once until it changes or the file opens. */
-    let openFailure: string | undefined;
-    while (!signal.aborted) {
-      let opened: Awaited<ReturnType<typeof openLog>>;
-      try {
-        opened = await openLog();
-      } catch (error) {
-        const detail = `opening ${path} failed: ${errorMessage(error)}`;
-        if (detail !== openFailure) report('error', detail);
-        openFailure = detail;
-        await wake.wait(Math.max(pollMs, RETRY_AFTER_ERROR_MS), signal);
-        continue;
-      }
-      openFailure = undefined;
-      if (typeof opened === 'string') {
-        if (opened !== waiting) report('waiting', opened);
-        waiting = opened;
-        await wake.wait(pollMs, signal);
-        continue;
-      }
-      waiting = undefined;
-      const { fd, stats } = opened;
-      try {
-        if (cursor === undefined) {
-          cursor = new Cursor(stats, handleLine, handleCut);
-        } else if (!cursor.isSameFile(stats)) {
-          report('rotated', `${path} was replaced; reading the new file from its start`);
-          cursor = new Cursor(stats, handleLine, handleCut);
-        } else if (stats.size < cursor.offset) {
-          report('truncated', `${path} shrank; reading it again from its start`);
-          cursor.restart();
-        }
-        // Otherwise the same file, reopened after an error: carry on where reading stopped.
-        report('opened', path);
-        directory.ensure();
-        if (!(await follow(fd, cursor))) return;
-      } catch (error) {
-        if (signal.aborted) return;
-        report('error', `tailing ${path} failed: ${errorMessage(error)}`);
-        // The file may be gone or unreadable: start over without spinning, resuming `cursor`
-        // if the same file is found again.
-        await wake.wait(Math.max(pollMs, RETRY_AFTER_ERROR_MS), signal);
-      } finally {
-        await close(fd);
-      }
-    }
-  };
-
-  const running = supervise()
-    .catch((error: unknown) => {
-      report('error', `log watcher stopped: ${errorMessage(error)}`);
-    })
-    .finally(async () => {
-      if (directory.close()) {
+      this.#report('error', `log watcher stopped: ${errorMessage(error)}`);
+    } finally {
+      if (this.#directory.close()) {
         // libuv runs close callbacks after the check phase, so the watcher handle is only gone
         // after a second setImmediate turn.
         await nextTurn();
         await nextTurn();
       }
-    });
+    }
+  }
 
-  return {
-    async stop() {
-      abort.abort();
-      await running;
-    },
-    get linesRead() {
-      return linesRead;
-    },
-    get linesCut() {
-      return linesCut;
-    },
-  };
+  /** Opens the log and follows it, starting over after a replacement or an error, until stopped. */
+  async #supervise(): Promise<void> {
+    while (!this.#stopped) {
+      const opened = await this.#openOrWait();
+      if (opened === undefined) continue;
+      const { fd, stats } = opened;
+      try {
+        const cursor = this.#cursorFor(stats);
+        this.#report('opened', this.#path);
+        this.#directory.ensure();
+        if (!(await this.#follow(fd, cursor))) return;
+      } catch (error) {
+        if (this.#stopped) return;
+        this.#report('error', `tailing ${this.#path} failed: ${errorMessage(error)}`);
+        // The file may be gone or unreadable: start over without spinning, resuming the cursor
+        // if the same file is found again.
+        await this.#wake.wait(this.#retryMs);
+      } finally {
+        await close(fd);
+      }
+    }
+  }
+
+  /** The open log, or undefined once the wait for it (or after failing to open it) is over. */
+  async #openOrWait(): Promise<OpenLog | undefined> {
+    let opened: OpenLog | string;
+    try {
+      opened = await openRegularFile(this.#path);
+    } catch (error) {
+      const detail = `opening ${this.#path} failed: ${errorMessage(error)}`;
+      if (detail !== this.#openFailure) this.#report('error', detail);
+      this.#openFailure = detail;
+      await this.#wake.wait(this.#retryMs);
+      return undefined;
+    }
+    this.#openFailure = undefined;
+    if (typeof opened === 'string') {
+      if (opened !== this.#waiting) this.#report('waiting', opened);
+      this.#waiting = opened;
+      await this.#wake.wait(this.#pollMs);
+      return undefined;
+    }
+    this.#waiting = undefined;
+    return opened;
+  }
+
+  /** Where to read the file just opened from: where reading stopped, if it is the same file. */
+  #cursorFor(stats: fs.Stats): Cursor {
+    const cursor = this.#cursor;
+    if (cursor?.isSameFile(stats) === true) {
+      if (stats.size < cursor.offset) {
+        this.#report('truncated', `${this.#path} shrank; reading it again from its start`);
+        cursor.restart();
+      }
+      return cursor;
+    }
+    if (cursor !== undefined) {
+      this.#report('rotated', `${this.#path} was replaced; reading the new file from its start`);
+    }
+    const fresh = new Cursor(
+      stats,
+      (line) => this.#handleLine(line),
+      () => this.#handleCut(),
+    );
+    this.#cursor = fresh;
+    return fresh;
+  }
+
+  /**
+   * Follows one open file until another file takes its path (returns true) or the watcher is
+   * stopped (false). Truncation restarts `cursor` in place. Read and stat errors propagate.
+   */
+  async #follow(fd: number, cursor: Cursor): Promise<boolean> {
+    const path = this.#path;
+    let gone = false;
+    for (;;) {
+      if (!(await this.#drain(fd, cursor))) return false;
+      const now = await statOrUndefined(path);
+      if (this.#stopped) return false;
+      if (now === undefined || !now.isFile()) {
+        if (!gone) this.#report('waiting', `${path} was removed; waiting for a new one`);
+        gone = true;
+      } else if (!cursor.isSameFile(now)) {
+        // Lines written to the old file just before the switch come first.
+        return this.#drain(fd, cursor);
+      } else {
+        if (gone) this.#report('opened', path);
+        gone = false;
+        if (now.size < cursor.offset) {
+          this.#report('truncated', `${path} shrank; reading it again from its start`);
+          cursor.restart();
+          continue;
+        }
+      }
+      await this.#wake.wait(this.#pollMs);
+    }
+  }
+
+  /** Reads `cursor`'s file from its offset to its current end. False if stopped meanwhile. */
+  async #drain(fd: number, cursor: Cursor): Promise<boolean> {
+    for (;;) {
+      if (this.#stopped) return false;
+      // Awaiting the read lets timers and sockets run between two chunks.
+      const bytes = await read(fd, this.#buffer, cursor.offset);
+      if (this.#stopped) return false;
+      if (bytes === 0) return true;
+      cursor.offset += bytes;
+      cursor.lines.push(this.#buffer.subarray(0, bytes));
+    }
+  }
+
+  // §6.2, minus the reference's bugs: one ModelLoaded per line however many on_load patterns
+  // match, and the error carries the full line.
+  #handleLine(raw: string): void {
+    // onMatch may stop the watcher; the rest of the chunk is then never reported.
+    if (this.#stopped) return;
+    this.#linesRead += 1;
+    const line = raw.trimEnd();
+    let loaded = false;
+    let info = false;
+    for (const [action, pattern] of this.#actions) {
+      if (!line.includes(pattern)) continue;
+      if (action === LogAction.ModelLoaded) {
+        if (!loaded) this.#fire(action, pattern, line);
+        loaded = true;
+      } else if (action === LogAction.ModelError) {
+        this.#fire(action, pattern, line);
+        break;
+      } else {
+        if (!info) this.#fire(action, pattern, line);
+        info = true;
+      }
+    }
+  }
+
+  #handleCut(): void {
+    this.#linesCut += 1;
+    if (this.#linesCut > 1) return;
+    this.#report(
+      'long-line',
+      `a line in ${this.#path} is longer than ${MAX_LOG_LINE_BYTES} bytes: matching its first ` +
+        `${MAX_LOG_LINE_BYTES} bytes and skipping the rest (reported once; later ones are cut silently)`,
+    );
+  }
+
+  #fire(action: LogAction, pattern: string, line: string): void {
+    try {
+      this.#onMatch({ action, pattern, line });
+    } catch (error) {
+      this.#report('error', `onMatch threw: ${errorMessage(error)}`);
+    }
+  }
+
+  #report(kind: LogWatcherEventKind, detail?: string): void {
+    if (this.#onEvent === undefined) return;
+    try {
+      this.#onEvent(detail === undefined ? { kind } : { kind, detail });
+    } catch {
+      // A failing logger must not break tailing, and there is nowhere left to report it.
+    }
+  }
+}
+
+/**
+ * Opens `path` if it is a regular file, or says why not. A path that is not a regular file is
+ * never opened: opening a FIFO would block a libuv thread until something writes to it.
+ */
+async function openRegularFile(path: string): Promise<OpenLog | string> {
+  const notAFile = `${path} is not a regular file; waiting for one`;
+  const found = await statOrUndefined(path);
+  if (found === undefined) return `waiting for ${path} to exist`;
+  if (!found.isFile()) return notAFile;
+  let fd: number;
+  try {
+    fd = await openFile(path);
+  } catch (error) {
+    if (isMissing(error)) return `waiting for ${path} to exist`;
+    throw error;
+  }
+  try {
+    // The file opened, which may have replaced the one just found.
+    const stats = await fstat(fd);
+    if (stats.isFile()) return { fd, stats };
+  } catch (error) {
+    await close(fd);
+    throw error;
+  }
+  await close(fd);
+  return notAFile;
 }
 
 /** One file being read: its identity, the byte offset reached and the line being assembled. */
@@ -420,33 +477,42 @@ function withoutCutCharacter(bytes: Buffer): Buffer {
   return bytes;
 }
 
-/** Resolves after `ms`, at once on `notify()` (also one that came since the last wait) or abort. */
+/**
+ * The pause between two polls: `pollMs`, cut short by `notify()` (also one that came since the
+ * last wait) or by the watcher stopping.
+ */
 class Wake {
+  readonly #stopped: AbortSignal;
   #notified = false;
-  #resolve: (() => void) | undefined;
+  /** Aborted to end the current wait early; undefined between waits. */
+  #current: AbortController | undefined;
 
-  notify(): void {
-    if (this.#resolve === undefined) this.#notified = true;
-    else this.#resolve();
+  constructor(stopped: AbortSignal) {
+    this.#stopped = stopped;
+    stopped.addEventListener('abort', () => this.#current?.abort(), { once: true });
   }
 
-  wait(ms: number, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.resolve();
+  notify(): void {
+    const current = this.#current;
+    // Cleared at once: a second notify before the waiter resumes is kept for the next wait.
+    this.#current = undefined;
+    if (current === undefined) this.#notified = true;
+    else current.abort();
+  }
+
+  async wait(ms: number): Promise<void> {
+    if (this.#stopped.aborted) return;
     if (this.#notified) {
       this.#notified = false;
-      return Promise.resolve();
+      return;
     }
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.#resolve = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done);
-      this.#resolve = done;
-    });
+    const current = new AbortController();
+    this.#current = current;
+    try {
+      await delay(ms, current.signal);
+    } finally {
+      if (this.#current === current) this.#current = undefined;
+    }
   }
 }
 
@@ -548,9 +614,4 @@ function close(fd: number | undefined): Promise<void> {
 function isMissing(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === 'ENOENT' || code === 'ENOTDIR';
-}
-
-function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
 }

@@ -1,7 +1,9 @@
-import { setTimeout as delay } from 'node:timers/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, type Dispatcher } from 'undici';
 import type { ReadinessMode, Timings } from '../config.ts';
 import type { ResolvedBenchmark, ResolvedHandler } from '../handler.ts';
+import { runAfter, runEvery, withTimeout } from '../internal/timers.ts';
+import { errorMessage } from '../internal/values.ts';
 import type { Logger } from '../log.ts';
 import { LogAction, type ResolvedWorker } from '../worker.ts';
 import { runBenchmark } from './benchmark.ts';
@@ -29,20 +31,6 @@ export interface ReadinessSequenceOptions {
   readonly mode?: ReadinessMode;
   /** Failed (or passed) healthchecks in a row that error (or clear) the worker. @default 3 */
   readonly healthcheckFailures?: number;
-}
-
-function withTimeout<T>(
-  promise: Promise<T>,
-  ms: number,
-  message: string,
-  signal: AbortSignal,
-): Promise<T> {
-  return Promise.race([
-    promise,
-    delay(ms, undefined, { signal, ref: false }).then(() => {
-      throw new Error(message);
-    }),
-  ]);
 }
 
 /**
@@ -130,7 +118,7 @@ export class ReadinessSequence {
       this.#log.info('waiting for the lifecycle hook');
       lifecycle.start().then(
         () => this.modelLoaded(),
-        (error: unknown) => this.#fail(`Lifecycle startup failed: ${describe(error)}`),
+        (error: unknown) => this.#fail(`Lifecycle startup failed: ${errorMessage(error)}`),
       );
     } else if (modelLog === undefined && mode === 'logs') {
       this.#log.warn(
@@ -163,29 +151,25 @@ export class ReadinessSequence {
    * as a readiness signal (`health`, `both`, or `logs` after the grace period) and the timeout.
    */
   #waitForModel(): void {
-    const { readiness, timings } = this.#options;
-    const mode = this.#mode;
-    const healthcheck = this.healthcheck;
     const waiting = new AbortController();
     this.#waiting = waiting;
-    const startedAt = Date.now();
-    const timers: NodeJS.Timeout[] = [];
-    const later = (seconds: number, action: () => void): void => {
-      const timer = setTimeout(() => {
-        if (!waiting.signal.aborted) action();
-      }, seconds * 1000);
-      timer.unref();
-      timers.push(timer);
-    };
-    const unsubscribe = readiness.onChange((next) => {
+    // An error ends the wait: the healthcheck must not then mark a broken model loaded.
+    const unsubscribe = this.#options.readiness.onChange((next) => {
       if (next.phase === 'errored') waiting.abort();
     });
-    waiting.signal.addEventListener('abort', () => {
-      unsubscribe();
-      for (const timer of timers) clearTimeout(timer);
-    });
+    waiting.signal.addEventListener('abort', unsubscribe, { once: true });
+    this.#logWhileWaiting(waiting.signal);
+    const healthcheck = this.healthcheck;
+    if (healthcheck === undefined) return;
+    if (this.#mode === 'logs') this.#probeAfterGrace(healthcheck, waiting.signal);
+    else this.#probeUntilTimeout(healthcheck, waiting.signal);
+  }
 
-    const every = setInterval(() => {
+  /** Every `readinessLogInterval` seconds, what the sequence is still waiting for. */
+  #logWhileWaiting(waiting: AbortSignal): void {
+    const mode = this.#mode;
+    const startedAt = Date.now();
+    runEvery(this.#options.timings.readinessLogInterval * 1000, waiting, () => {
       const waited = Math.round((Date.now() - startedAt) / 100) / 10;
       this.#log.info(
         {
@@ -197,43 +181,52 @@ export class ReadinessSequence {
         },
         `still waiting for the model after ${waited}s: ${this.#waitingFor()}`,
       );
-    }, timings.readinessLogInterval * 1000);
-    every.unref();
-    timers.push(every);
+    });
+  }
 
-    if (healthcheck === undefined) return;
+  /**
+   * READINESS=logs: without a load line after `readinessGrace` seconds, probe the healthcheck; a
+   * pass counts as loaded (a worker restarted while its model kept running finds no load line).
+   */
+  #probeAfterGrace(healthcheck: HealthcheckLoop, waiting: AbortSignal): void {
     const url = this.#healthcheckUrl ?? '';
-    if (mode === 'logs') {
-      const grace = timings.readinessGrace;
-      later(grace, () => {
-        this.#log.info(
-          { healthcheck: url, graceSeconds: grace },
-          `no load line after ${grace}s: probing the model's healthcheck ${url}; if it passes, the model counts as loaded`,
-        );
-        healthcheck.enable();
-      });
-      void healthcheck.firstHealthy.then(() => {
-        if (waiting.signal.aborted) return;
-        const modelLog = this.#options.modelLog ?? '';
-        this.#log.warn(
-          { loadPatterns: this.#loadPatterns, modelLog, healthcheck: url, graceSeconds: grace },
-          `no load line (${this.#describePatterns()}) in ${modelLog} after ${grace}s, but the model ` +
-            `passes its healthcheck ${url}: treating the model as loaded and starting the readiness ` +
-            `sequence. Was the worker restarted while the model kept running? Its load line would ` +
-            `then be in ${modelLog}.old`,
-        );
-        this.modelLoaded();
-      });
-      return;
-    }
+    const grace = this.#options.timings.readinessGrace;
+    runAfter(grace * 1000, waiting, () => {
+      this.#log.info(
+        { healthcheck: url, graceSeconds: grace },
+        `no load line after ${grace}s: probing the model's healthcheck ${url}; if it passes, the model counts as loaded`,
+      );
+      healthcheck.enable();
+    });
+    void healthcheck.firstHealthy.then(() => {
+      if (waiting.aborted) return;
+      const modelLog = this.#options.modelLog ?? '';
+      this.#log.warn(
+        { loadPatterns: this.#loadPatterns, modelLog, healthcheck: url, graceSeconds: grace },
+        `no load line (${this.#describePatterns()}) in ${modelLog} after ${grace}s, but the model ` +
+          `passes its healthcheck ${url}: treating the model as loaded and starting the readiness ` +
+          `sequence. Was the worker restarted while the model kept running? Its load line would ` +
+          `then be in ${modelLog}.old`,
+      );
+      this.modelLoaded();
+    });
+  }
+
+  /**
+   * READINESS=health or both: probe the healthcheck from the start; its first pass counts as
+   * loaded, and the worker errors after `readinessTimeout` seconds without one (nor a load line).
+   */
+  #probeUntilTimeout(healthcheck: HealthcheckLoop, waiting: AbortSignal): void {
+    const mode = this.#mode;
+    const url = this.#healthcheckUrl ?? '';
     healthcheck.enable();
     void healthcheck.firstHealthy.then(() => {
-      if (waiting.signal.aborted) return;
+      if (waiting.aborted) return;
       this.#log.info({ healthcheck: url, readiness: mode }, 'model loaded (healthcheck passed)');
       this.modelLoaded();
     });
-    const seconds = timings.readinessTimeout;
-    later(seconds, () => {
+    const seconds = this.#options.timings.readinessTimeout;
+    runAfter(seconds * 1000, waiting, () => {
       const modelLog = this.#options.modelLog;
       this.#fail(
         mode === 'both' && modelLog !== undefined
@@ -355,7 +348,8 @@ export class ReadinessSequence {
           signal,
         );
       } else if (timings.noHealthcheckWait > 0) {
-        await delay(timings.noHealthcheckWait * 1000, undefined, { signal });
+        // Rejects on abort, which ends the run before the worker is marked ready.
+        await sleep(timings.noHealthcheckWait * 1000, undefined, { signal });
       }
       const keyLoaded = this.#options.publicKeyLoaded;
       if (keyLoaded !== undefined) {
@@ -375,7 +369,7 @@ export class ReadinessSequence {
       );
     } catch (error) {
       if (signal.aborted) return;
-      this.#fail(`Benchmark failed with error: ${describe(error)}`);
+      this.#fail(`Benchmark failed with error: ${errorMessage(error)}`);
     } finally {
       unsubscribe();
     }
@@ -400,8 +394,4 @@ export class ReadinessSequence {
       signal,
     });
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
