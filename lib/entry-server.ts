@@ -26,6 +26,8 @@ export {
 } from './lifecycle/channel.ts';
 export type { RequestRecord, RequestSummary } from './lifecycle/record.ts';
 export { startErrorBeacon, type ErrorBeacon } from './metrics/beacon.ts';
+export { StartupError } from './errors.ts';
+export { closeTokenizerPool } from './tokenizer-pool.ts';
 export {
   PROTOCOL_VERSION,
   type WorkerStatus,

@@ -3,6 +3,7 @@
  * `TSW_ERR_*` code, a JSON body and the origin (the worker itself, or the model server behind it).
  * The server's single error handler turns these into responses; handlers never build error responses.
  */
+import { errorMessage } from './internal/values.ts';
 
 export type ErrorOrigin = 'worker' | 'model';
 
@@ -180,7 +181,7 @@ export function upstreamTimeout(detail: string, cause?: unknown): WorkerError {
  */
 export function handlerFailed(route: string, cause: unknown): WorkerError {
   if (cause instanceof WorkerError) return cause;
-  const detail = cause instanceof Error ? cause.message : String(cause);
+  const detail = errorMessage(cause);
   return new WorkerError({
     status: 500,
     code: 'TSW_ERR_HANDLER_FAILED',

@@ -1,6 +1,7 @@
 /**
  * `tsworker`: what a worker folder imports (server.ts, data_types.ts, test_load.ts). Importing it
- * has no side effects. Embedding a worker in a program of your own: `tsworker/server`. Driving load
+ * has no side effects. The presets' building blocks (schemas, workload functions, route tables):
+ * `tsworker/presets`. Embedding a worker in a program of your own: `tsworker/server`. Driving load
  * from code: `tsworker/load-test`.
  */
 
@@ -8,8 +9,6 @@
 export {
   defineHandler,
   EndpointHandler,
-  DEFAULT_WORKLOAD,
-  DEFAULT_MAX_QUEUE_TIME,
   type HandlerOptions,
   type HandlerContext,
   type HandlerTimeouts,
@@ -30,11 +29,10 @@ export {
 /** Schemas: workers describe payloads with the same zod the framework validates with. */
 export { z } from 'zod';
 
-/** Errors a handler may throw to answer with a specific status, and the ones a bad definition gets. */
+/** The error a handler may throw to answer with a specific status, and the one a bad definition gets. */
 export {
   WorkerError,
   DefinitionError,
-  StartupError,
   type ErrorCode,
   type CustomErrorCode,
   type ErrorOrigin,
@@ -44,14 +42,17 @@ export {
 export {
   countTokens,
   countTokensAsync,
-  countTokensWithTiktoken,
   warmTokenizer,
   OFF_THREAD_MIN_LENGTH,
 } from './tokenizer.ts';
-export { closeTokenizerPool } from './tokenizer-pool.ts';
 
 /** Presets for real model servers (vLLM, SGLang, llama.cpp, TGI, ComfyUI, Ollama, passthrough). */
-export * from './presets/index.ts';
+export { openaiWorker, openaiLoadTest, type OpenAIEngine } from './presets/index.ts';
+export { tgiWorker, tgiLoadTest } from './presets/index.ts';
+export { ollamaWorker, ollamaLoadTest, type OllamaEngine } from './presets/index.ts';
+export { comfyuiWorker, comfyuiLoadTest } from './presets/index.ts';
+export { passthroughWorker } from './presets/index.ts';
+export { randomPrompt, apiPayload, EnvProblems } from './presets/index.ts';
 
 /** A worker's test_load.ts: its payloads and its command line. */
 export {

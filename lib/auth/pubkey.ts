@@ -2,7 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { trimTrailingSlashes } from '../internal/values.ts';
+import { trimTrailingSlashes, errorMessage } from '../internal/values.ts';
 
 // Metrics never reports to the cloud API address either (protocol §8.3); it serves no /pubkey/.
 const CLOUD_API_ADDR = 'https://cloud.vast.ai/api/v0';
@@ -49,7 +49,7 @@ export async function fetchPublicKey(options: FetchPublicKeyOptions): Promise<Ke
       } catch (error) {
         signal?.throwIfAborted();
         lastError = error;
-        options.onAttemptFailed?.({ addr, attempt, error: describe(error) });
+        options.onAttemptFailed?.({ addr, attempt, error: errorMessage(error) });
       }
     }
     if (attempt < attempts) {
@@ -87,8 +87,4 @@ async function fetchOnce(
     throw new Error(`GET ${addr}/pubkey/ returned a ${key.asymmetricKeyType ?? 'non-RSA'} key`);
   }
   return key;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -5,6 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { TokenWorkerJob, TokenWorkerReply } from '../tokenizer-pool.ts';
 import { countTokens, warmTokenizer } from '../tokenizer.ts';
+import { errorMessage } from './values.ts';
 
 const port = parentPort;
 if (port === null) throw new Error('token-worker runs as a worker thread of lib/tokenizer-pool.ts');
@@ -15,7 +16,7 @@ port.on('message', (job: TokenWorkerJob) => {
   try {
     reply = { id: job.id, count: countTokens(job.text) };
   } catch (error) {
-    reply = { id: job.id, error: error instanceof Error ? error.message : String(error) };
+    reply = { id: job.id, error: errorMessage(error) };
   }
   port.postMessage(reply);
 });

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, type Dispatcher } from 'undici';
 import type { Logger } from '../log.ts';
+import { errorMessage } from '../internal/values.ts';
 
 /** The autoscaler's API base that /delete_requests/ must skip (protocol §8.3). */
 export const CLOUD_API_ADDR = 'https://cloud.vast.ai/api/v0';
@@ -84,7 +85,7 @@ export class AutoscalerClient {
       if (response.statusCode >= 200 && response.statusCode < 300) return undefined;
       return `status ${response.statusCode}`;
     } catch (error) {
-      return error instanceof Error ? error.message : String(error);
+      return errorMessage(error);
     }
   }
 }

@@ -4,6 +4,7 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Dispatcher } from 'undici';
 import { upstreamTimeout, upstreamUnavailable } from '../errors.ts';
 import { clientResponseHeaders } from './headers.ts';
+import { errorMessage } from '../internal/values.ts';
 
 export interface ModelCall {
   readonly path: string;
@@ -52,7 +53,7 @@ export async function callModel(
 export function describeUpstreamError(error: unknown, signal: AbortSignal): unknown {
   if (signal.aborted) return signal.reason;
   const code = (error as { code?: unknown } | null)?.code;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return upstreamTimeout(message, error);
   }

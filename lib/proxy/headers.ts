@@ -14,17 +14,31 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /**
- * Streaming content types, as the reference detects them (protocol §3.5). Used to add the
- * anti-buffering headers; every body is piped chunk by chunk whatever its type.
+ * Content types whose body is a sequence of events, one per line or SSE block: server-sent events,
+ * NDJSON, JSON Lines, JSON text sequences. The load tester counts their events as tokens.
+ */
+export function isEventStreamContentType(
+  contentType: string | readonly string[] | undefined,
+): boolean {
+  const type = (typeof contentType === 'string' ? contentType : contentType?.[0])?.toLowerCase();
+  if (type === undefined) return false;
+  return (
+    type.startsWith('text/event-stream') ||
+    type.includes('ndjson') ||
+    type.includes('jsonl') ||
+    type.includes('json-seq')
+  );
+}
+
+/**
+ * Streaming content types, as the reference detects them (protocol §3.5): the event streams, and
+ * any other type naming a stream (application/octet-stream). Used to add the anti-buffering
+ * headers; every body is piped chunk by chunk whatever its type.
  */
 export function isStreamingContentType(contentType: string | undefined): boolean {
-  if (contentType === undefined) return false;
-  const lower = contentType.toLowerCase();
   return (
-    lower.startsWith('text/event-stream') ||
-    lower.startsWith('application/x-ndjson') ||
-    lower.startsWith('application/jsonl') ||
-    lower.includes('stream')
+    isEventStreamContentType(contentType) ||
+    (contentType !== undefined && contentType.toLowerCase().includes('stream'))
   );
 }
 

@@ -1,5 +1,9 @@
 export { createModelPool, basePath, type ModelClientOptions } from './pool.ts';
-export { clientResponseHeaders, isStreamingContentType } from './headers.ts';
+export {
+  clientResponseHeaders,
+  isEventStreamContentType,
+  isStreamingContentType,
+} from './headers.ts';
 export {
   callModel,
   describeUpstreamError,

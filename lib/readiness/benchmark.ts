@@ -5,6 +5,7 @@ import type { HandlerContext, ResolvedBenchmark, ResolvedHandler } from '../hand
 import type { Logger } from '../log.ts';
 import { measureWorkload } from '../pipeline/workload.ts';
 import { callModel } from '../proxy/index.ts';
+import { errorMessage } from '../internal/values.ts';
 
 export class BenchmarkError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -189,7 +190,7 @@ async function sendSample(options: BenchmarkOptions): Promise<SampleResult> {
     // Read to the end: timing stops when the answer is complete, not when headers arrive (§12.6).
     for await (const chunk of response.body) void chunk;
   } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error);
+    const detail = errorMessage(error);
     throw new BenchmarkError(`model request failed during the benchmark: ${detail}`, {
       cause: error,
     });

@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../log.ts';
 import type { ReadinessState } from './state.ts';
+import { errorMessage } from '../internal/values.ts';
 
 export interface HealthcheckOptions {
   readonly dispatcher: Dispatcher;
@@ -79,7 +80,7 @@ export class HealthcheckLoop {
       if (response.statusCode !== 200)
         failure = `Healthcheck failed with status: ${response.statusCode}`;
     } catch (error) {
-      failure = `Healthcheck failed with error: ${error instanceof Error ? error.message : String(error)}`;
+      failure = `Healthcheck failed with error: ${errorMessage(error)}`;
     }
     if (this.#stopping.signal.aborted) return;
     if (failure === undefined) this.#passed();

@@ -18,6 +18,7 @@ import type { Logger } from '../log.ts';
 import type { SessionManager } from '../sessions/manager.ts';
 import { listen } from '../internal/listen.ts';
 import { notFoundHandler, refusedBodyLinger, routeErrorHandler } from './on-error.ts';
+import { errorMessage } from '../internal/values.ts';
 
 /** aiohttp's default client_max_size, which the reference's plain listener keeps (§3.1). */
 export const PLAIN_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -125,7 +126,7 @@ export function loadTlsPair(certFile: string, keyFile: string): { cert: Buffer; 
     createSecureContext(pair);
     return pair;
   } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error);
+    const detail = errorMessage(error);
     throw new StartupError(
       `Failed to get SSL Certificate: ${detail} (cert ${certFile}, key ${keyFile})`,
       {
@@ -182,7 +183,7 @@ function bindFailure(error: unknown, port: number, host: string, variable: strin
     case 'ENOTFOUND':
       return `${host} is not an address of this machine (${code}): set WORKER_HOST, e.g. 0.0.0.0`;
     default: {
-      const detail = error instanceof Error ? error.message : String(error);
+      const detail = errorMessage(error);
       return `cannot listen on ${host}:${port}: ${detail}`;
     }
   }

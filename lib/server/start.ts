@@ -11,6 +11,7 @@ import { DEFAULT_SESSION_GC_INTERVAL_MS, type SessionManager } from '../sessions
 import { createWorkerApp, type WorkerDeps, type WorkerParts } from './app.ts';
 import { startListeners, type Listeners } from './listeners.ts';
 import { drain, type DrainOptions, type DrainOutcome } from './shutdown.ts';
+import { errorMessage } from '../internal/values.ts';
 
 export interface RunningWorker {
   /** Base URL of the main listener, e.g. http://127.0.0.1:3000 (https:// when USE_SSL). */
@@ -194,7 +195,7 @@ async function loadPublicKey(parts: WorkerParts, signal: AbortSignal): Promise<b
     return true;
   } catch (error) {
     if (signal.aborted) return false;
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     log.error({ err: error }, 'public key fetch gave up');
     parts.readiness.errored(message);
     return false;

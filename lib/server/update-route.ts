@@ -11,6 +11,7 @@ import type { HttpBindings } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { WorkerError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { errorMessage } from '../internal/values.ts';
 
 type Env = { Bindings: HttpBindings };
 
@@ -33,7 +34,7 @@ export function mountUpdateRoute(app: Hono<Env>, deps: UpdateRouteDeps): void {
       // Create or truncate, as the reference does; the body is ignored.
       await writeFile(file, '');
     } catch (error) {
-      const detail = error instanceof Error ? error.message : String(error);
+      const detail = errorMessage(error);
       log.error({ file, error: detail }, 'could not write the update marker');
       throw new WorkerError({
         status: 500,

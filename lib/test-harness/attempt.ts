@@ -14,6 +14,8 @@ import {
   type RouteContext,
   type Target,
 } from './targets.ts';
+import { errorMessage } from '../internal/values.ts';
+import { isEventStreamContentType } from '../proxy/headers.ts';
 
 /** Requests in flight, by state, for the live view. */
 export interface LiveCounts {
@@ -56,20 +58,6 @@ export class Cancelled extends Error {}
 
 const WORKER_HEADERS = { 'content-type': 'application/json', accept: '*/*' } as const;
 const SAMPLE_CHARS = 300;
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function isStreamingType(contentType: string | string[] | undefined): boolean {
-  const type = (Array.isArray(contentType) ? contentType[0] : contentType)?.toLowerCase() ?? '';
-  return (
-    type.startsWith('text/event-stream') ||
-    type.includes('ndjson') ||
-    type.includes('jsonl') ||
-    type.includes('json-seq')
-  );
-}
 
 function parseMaybe(text: string): unknown {
   try {
@@ -169,7 +157,7 @@ function failRouting(attempt: Attempt, error: unknown, signal: AbortSignal, time
   } else if (signal.aborted) {
     fail(attempt, ...abortedCause(signal, timeoutMs));
   } else {
-    fail(attempt, 'routing', messageOf(error));
+    fail(attempt, 'routing', errorMessage(error));
   }
 }
 
@@ -202,7 +190,7 @@ async function sendToWorker(
     return await judgeAnswer(planned, response, () => env.now() - t0, attempt);
   } catch (error) {
     if (signal.aborted) return fail(attempt, ...abortedCause(signal, env.timeoutMs));
-    return fail(attempt, 'connection', errorCode(error) ?? messageOf(error), true);
+    return fail(attempt, 'connection', errorCode(error) ?? errorMessage(error), true);
   } finally {
     env.live[state]--;
   }
@@ -216,7 +204,7 @@ async function judgeAnswer(
   attempt: Attempt,
 ): Promise<Attempt> {
   const ok = attempt.status >= 200 && attempt.status < 300;
-  const streamed = ok && isStreamingType(response.headers['content-type']);
+  const streamed = ok && isEventStreamContentType(response.headers['content-type']);
   attempt.streamed = streamed;
   const keepBody = planned.verify !== undefined || planned.tokens !== undefined;
   const body = response.body as AsyncIterable<Buffer>;
@@ -257,7 +245,7 @@ function verifyAnswer(
     const problem = planned.verify({ route, payload, status, headers, text, json, events });
     return typeof problem === 'string' ? problem : undefined;
   } catch (error) {
-    return messageOf(error);
+    return errorMessage(error);
   }
 }
 

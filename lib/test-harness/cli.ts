@@ -28,6 +28,7 @@ import {
   type RunDescription,
 } from './report.ts';
 import { directTarget, errorCode, routeTarget, type Target } from './targets.ts';
+import { errorMessage } from '../internal/values.ts';
 
 export const PRODUCTION_AUTOSCALER = 'https://run.vast.ai';
 export const LOCAL_AUTOSCALER = 'http://127.0.0.1:8081';
@@ -184,7 +185,7 @@ function parseFlags(argv: readonly string[]) {
     }).values;
   } catch (error) {
     // node's messages are clear but long ("Unknown option '-x'. To specify a positional..."): keep the first sentence.
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     throw new UsageError(message.split('. ')[0]?.replace(/\.$/, '') ?? message);
   }
 }
@@ -406,7 +407,7 @@ async function checkReachable(
     });
     await response.body.dump();
   } catch (error) {
-    const code = errorCode(error) ?? (error instanceof Error ? error.message : String(error));
+    const code = errorCode(error) ?? errorMessage(error);
     throw new RunError(`cannot reach the ${what} at ${url} (${code}).${hint}`);
   } finally {
     await agent.close();
@@ -629,7 +630,7 @@ async function writeJsonSummary(file: string, summary: LoadSummary, io: TestLoad
   try {
     await writeFile(file, text);
   } catch (error) {
-    throw new RunError(`--json ${file}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new RunError(`--json ${file}: ${errorMessage(error)}`);
   }
 }
 

@@ -32,7 +32,7 @@ let frameworkAliasRegistered = false;
 /**
  * The resolve hook for users' workers, run off-thread (module.register), so it is self-contained
  * source. It maps the bare specifier `tsworker` to FRAMEWORK_URL (and its subpaths `tsworker/server`,
- * `tsworker/load-test` to their entries beside it), and loads a worker's own
+ * `tsworker/load-test`, `tsworker/presets` to their entries beside it), and loads a worker's own
  * TypeScript files (imported by path, with their `.ts` extension) as ES modules, whatever
  * package.json their folder sits under: without `"type": "module"` tsx would compile them to
  * CommonJS, where `import ... from 'tsworker'` becomes a `require` this hook never sees.
@@ -43,7 +43,11 @@ import { fileURLToPath } from 'node:url';
 const FRAMEWORK_URL = ${JSON.stringify(frameworkUrl)};
 const PACKAGE_URL = new URL('../', FRAMEWORK_URL).href;
 const EXTENSION = FRAMEWORK_URL.slice(FRAMEWORK_URL.lastIndexOf('.'));
-const SUBPATHS = { 'tsworker/server': 'entry-server', 'tsworker/load-test': 'entry-load-test' };
+const SUBPATHS = {
+  'tsworker/server': 'entry-server',
+  'tsworker/load-test': 'entry-load-test',
+  'tsworker/presets': 'entry-presets',
+};
 const byPath = /^(\\.{1,2}\\/|\\/|file:)/;
 export async function resolve(specifier, context, next) {
   if (specifier === 'tsworker') return { url: FRAMEWORK_URL, shortCircuit: true };

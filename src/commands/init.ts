@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { errorMessage } from '../../lib/internal/values.ts';
 
 /**
  * `tsworker init <name> [--preset openai|tgi|comfyui|passthrough]`: writes a worker folder of
@@ -48,7 +49,7 @@ export function initCommand(argv: readonly string[], io: InitIo = processIo()): 
   try {
     parsed = parse(argv);
   } catch (error) {
-    return fail(2, `${error instanceof Error ? error.message : String(error)}\n\n${INIT_USAGE}`);
+    return fail(2, `${errorMessage(error)}\n\n${INIT_USAGE}`);
   }
   if (parsed.values.help === true) {
     io.stdout.write(INIT_USAGE);
@@ -79,10 +80,7 @@ export function initCommand(argv: readonly string[], io: InitIo = processIo()): 
       writeFileSync(join(folder, file), text, { flag: 'wx' });
     }
   } catch (error) {
-    return fail(
-      1,
-      `cannot write ${folder}: ${error instanceof Error ? error.message : String(error)}`,
-    );
+    return fail(1, `cannot write ${folder}: ${errorMessage(error)}`);
   }
   io.stdout.write(
     `Wrote ${folder}/ (${preset} preset): ${Object.keys(files).join(', ')}\n\n` +
@@ -148,7 +146,7 @@ tsworker's \`workers/\`). Every variable of tsworker's \`docs/environment-variab
 
 ## How it imports tsworker
 
-The files import the framework by its package name: \`import { ... } from 'tsworker'\`. \`tsworker start\`
+The files import the framework by its package name: \`import { ... } from 'tsworker'\` (and the presets' schemas from \`'tsworker/presets'\`). \`tsworker start\`
 and \`tsworker test_load\` resolve that name to the framework they run themselves (its TypeScript sources,
 or \`dist/\` after \`npm run build\`), wherever this folder is, so nothing needs installing here. Import this
 folder's own files by relative path with their \`.ts\` extension (\`./data_types.ts\`). For type checking in an
@@ -323,7 +321,7 @@ export {
   EmbeddingRequest,
   generationWorkload,
   DEFAULT_MAX_TOKENS,
-} from 'tsworker';
+} from 'tsworker/presets';
 `,
     'server.ts': `/**
  * ${name}: an OpenAI-compatible model server behind tsworker, written by
@@ -396,7 +394,7 @@ function tgiFiles(name: string): Files {
  * untouched, and the workload: \`max_new_tokens\`. Build your own handlers in server.ts with
  * \`tgiHandler\` or \`defineHandler\` and these to change a route.
  */
-export { TgiRequest, tgiWorkload } from 'tsworker';
+export { TgiRequest, tgiWorkload } from 'tsworker/presets';
 `,
     'server.ts': `/**
  * ${name}: Hugging Face text-generation-inference behind tsworker, written by
@@ -455,7 +453,7 @@ function comfyuiFiles(name: string): Files {
  * width × height × steps against 512² × 20, or 100 for an opaque workflow) and the benchmark's
  * Text2Image sample. Build your own handlers in server.ts with \`comfyuiHandler\` and these.
  */
-export { ComfyUIRequest, comfyuiWorkload, text2imageSample } from 'tsworker';
+export { ComfyUIRequest, comfyuiWorkload, text2imageSample } from 'tsworker/presets';
 `,
     'server.ts': `/**
  * ${name}: ComfyUI behind its API wrapper, behind tsworker, written by

@@ -16,6 +16,7 @@ export class StartupFailed extends Error {
 import { keepServingOnStrayErrors } from './last-resort.ts';
 import { loadWorker } from './load-worker.ts';
 import { catchEarlySignals, drainOnSignals, onParentExit } from './signals.ts';
+import { errorMessage } from '../../lib/internal/values.ts';
 
 /**
  * `tsworker start <worker>`: one worker configured by the environment. SIGTERM/SIGINT drain it
@@ -37,7 +38,7 @@ export async function startCommand(
     early.release();
     // A worker that cannot start tells the autoscaler, every interval, until it is stopped (§1.2).
     // The CLI prints the error, once; a log line here would say it a second time.
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     if (config.reportAddrs.length === 0) throw error;
     const beacon = startErrorBeacon(config, reason, logger);
     const stopBeacon = () => void beacon.stop().then(() => process.exit(1));

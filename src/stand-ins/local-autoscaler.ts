@@ -21,6 +21,7 @@ import type { AuthMode, PyJsonValue } from '../../lib/auth/index.ts';
 import { isEntryPoint } from '../../lib/index.ts';
 import { closeServer, httpUrl, isRecord, listen, readBody, sendJson, sendText } from './http.ts';
 import { runProgram, serveUntilSignal } from './program.ts';
+import { errorMessage } from '../../lib/internal/values.ts';
 
 export type { AuthMode };
 
@@ -686,7 +687,7 @@ export class LocalAutoscaler extends EventEmitter<LocalAutoscalerEvents> {
       } catch (error) {
         // A CSR openssl cannot read is the client's fault; no openssl is ours.
         record.status = /is not installed/.test(String(error)) ? 500 : 400;
-        record.detail = error instanceof Error ? error.message : String(error);
+        record.detail = errorMessage(error);
       }
     }
     this.#finishCertificate(record);

@@ -189,7 +189,10 @@ describe('tsworker init', () => {
         JSON.stringify({
           extends: join(REPO_ROOT, 'tsconfig.json'),
           compilerOptions: {
-            paths: { tsworker: [join(built, 'dist', 'lib', 'index.d.ts')] },
+            paths: {
+              tsworker: [join(built, 'dist', 'lib', 'index.d.ts')],
+              'tsworker/presets': [join(built, 'dist', 'lib', 'entry-presets.d.ts')],
+            },
             typeRoots: [join(REPO_ROOT, 'node_modules', '@types')],
           },
           include: PRESETS.map((preset) => `w_${preset}`),

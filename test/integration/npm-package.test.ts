@@ -25,6 +25,7 @@ const USE_ALL_ENTRIES = `
 import { defineHandler, defineWorker, WorkerError, z } from 'tsworker';
 import { loadConfig, resolveWorker, startWorker } from 'tsworker/server';
 import { directTarget, runLoad, summarize } from 'tsworker/load-test';
+import { ChatRequest, DEFAULT_WORKLOAD } from 'tsworker/presets';
 
 const worker = defineWorker({
   name: 'shout',
@@ -54,6 +55,7 @@ console.log(JSON.stringify({
   status: response.status,
   body,
   loadTest: [typeof directTarget, typeof runLoad, typeof summarize],
+  presets: [typeof ChatRequest.safeParse, DEFAULT_WORKLOAD],
 }));
 `;
 
@@ -92,9 +94,10 @@ describe('the npm package', () => {
       '.',
       './server',
       './load-test',
+      './presets',
       './package.json',
     ]);
-    for (const entry of ['.', './server', './load-test']) {
+    for (const entry of ['.', './server', './load-test', './presets']) {
       const target = manifest.exports[entry];
       expect(target?.default).toMatch(/^\.\/dist\/.*\.js$/);
       expect(existsSync(join(installed, target?.default ?? ''))).toBe(true);
@@ -113,6 +116,7 @@ describe('the npm package', () => {
       status: 200,
       body: { result: 'HELLO' },
       loadTest: ['function', 'function', 'function'],
+      presets: ['function', 100],
     });
   }, 60_000);
 

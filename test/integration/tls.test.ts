@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StartupError } from '../../lib/index.ts';
+import { StartupError } from '../../lib/entry-server.ts';
 import { loadConfig, startWorker } from '../../lib/entry-server.ts';
 import helloWorld from '../../workers/hello_world/server.ts';
 import { post } from '../helpers/request.ts';

@@ -9,7 +9,6 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  closeTokenizerPool,
   countTokens,
   countTokensAsync,
   defineHandler,
@@ -18,7 +17,7 @@ import {
   randomPrompt,
   z,
 } from '../../lib/index.ts';
-import { type RequestSummary } from '../../lib/entry-server.ts';
+import { closeTokenizerPool, type RequestSummary } from '../../lib/entry-server.ts';
 import { tokenizerPoolStats } from '../../lib/tokenizer-pool.ts';
 import { countWorkload, InputData } from '../../workers/hello_world/data_types.ts';
 import { post } from '../helpers/request.ts';

@@ -49,6 +49,7 @@ export const Prompt = z.object({
 `,
   'server.ts': `import { defineHandler, defineWorker } from 'tsworker';
 import { summarize } from 'tsworker/load-test';
+import { DEFAULT_WORKLOAD } from 'tsworker/presets';
 import { silentLogger } from 'tsworker/server';
 import { Prompt } from './data_types.ts';
 
@@ -60,7 +61,7 @@ export default defineWorker({
   extraRoutes: [
     // Which framework module 'tsworker' is, as the worker sees it.
     { method: 'GET', path: '/framework', respond: () => new Response(import.meta.resolve('tsworker')) },
-    // The two other entries, imported above: where they resolve to, and that they are the real ones.
+    // The three other entries, imported above: where they resolve to, and that they are the real ones.
     {
       method: 'GET',
       path: '/entries',
@@ -68,7 +69,8 @@ export default defineWorker({
         Response.json({
           server: import.meta.resolve('tsworker/server'),
           loadTest: import.meta.resolve('tsworker/load-test'),
-          types: [typeof silentLogger, typeof summarize],
+          presets: import.meta.resolve('tsworker/presets'),
+          types: [typeof silentLogger, typeof summarize, typeof DEFAULT_WORKLOAD],
         }),
     },
   ],
@@ -194,7 +196,8 @@ describe("a user's worker given by path", () => {
       server: pathToFileURL(framework.replace(/index\.[jt]s$/, `entry-server${extension}`)).href,
       loadTest: pathToFileURL(framework.replace(/index\.[jt]s$/, `entry-load-test${extension}`))
         .href,
-      types: ['function', 'function'],
+      presets: pathToFileURL(framework.replace(/index\.[jt]s$/, `entry-presets${extension}`)).href,
+      types: ['function', 'function', 'number'],
     });
   }
 

@@ -5,7 +5,8 @@
  */
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_WORKLOAD, defineHandler, z } from '../../lib/index.ts';
+import { defineHandler, z } from '../../lib/index.ts';
+import { DEFAULT_WORKLOAD } from '../../lib/entry-presets.ts';
 import { createLogger } from '../../lib/entry-server.ts';
 import { MAX_COST } from '../../lib/pipeline/validate.ts';
 import { measureWorkload } from '../../lib/pipeline/workload.ts';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { countTokens, countTokensWithTiktoken, randomPrompt } from '../../lib/index.ts';
+import { countTokens, randomPrompt } from '../../lib/index.ts';
+import { countTokensWithTiktoken } from '../../lib/entry-presets.ts';
 import { countTokensWithTiktoken as reference } from '../../lib/tokenizer.ts';
 
 /** A small deterministic PRNG, so a failure names a reproducible case. */

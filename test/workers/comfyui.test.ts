@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { comfyuiWorkload, ComfyUIRequest } from '../../lib/index.ts';
+import { comfyuiWorkload, ComfyUIRequest } from '../../lib/entry-presets.ts';
 import { ConfigError, resolveWorker } from '../../lib/entry-server.ts';
 import { type LoadSummary } from '../../lib/entry-load-test.ts';
 import type { RecordEvent } from '../../lib/lifecycle/channel.ts';

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { clientResponseHeaders, isStreamingContentType } from '../../../lib/proxy/headers.ts';
+import {
+  clientResponseHeaders,
+  isEventStreamContentType,
+  isStreamingContentType,
+} from '../../../lib/proxy/headers.ts';
 
 describe('clientResponseHeaders', () => {
   it('drops hop-by-hop headers and any header the Connection header names', () => {
@@ -34,5 +38,15 @@ describe('clientResponseHeaders', () => {
     expect(isStreamingContentType('application/octet-stream')).toBe(true);
     expect(isStreamingContentType('application/json')).toBe(false);
     expect(isStreamingContentType(undefined)).toBe(false);
+  });
+
+  it('knows event streams (what the load tester counts events in) as a subset of the streaming types', () => {
+    for (const type of ['text/event-stream', 'application/x-ndjson', 'application/json-seq']) {
+      expect(isEventStreamContentType(type)).toBe(true);
+      expect(isStreamingContentType(type)).toBe(true);
+    }
+    expect(isEventStreamContentType(['Text/Event-Stream; charset=utf-8'])).toBe(true);
+    expect(isEventStreamContentType('application/octet-stream')).toBe(false);
+    expect(isEventStreamContentType(undefined)).toBe(false);
   });
 });
