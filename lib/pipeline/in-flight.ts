@@ -1,21 +1,26 @@
 /**
  * The requests the pipeline is handling right now, from arrival to the last byte (queued ones
- * included), by their abort controllers. A graceful drain waits for it to empty and aborts what is
+ * included), by what aborts each (an AbortController, or the pipeline's cheaper RequestAbort). A graceful drain waits for it to empty and aborts what is
  * left when the grace period ends; the pipeline then counts those requests as cancelled.
  */
+/** Anything that aborts a request's work. */
+export interface Abortable {
+  abort(reason: unknown): void;
+}
+
 export class InFlightRequests {
-  readonly #controllers = new Set<AbortController>();
+  readonly #controllers = new Set<Abortable>();
   #idle: { promise: Promise<void>; resolve: () => void } | undefined;
 
   get size(): number {
     return this.#controllers.size;
   }
 
-  add(controller: AbortController): void {
+  add(controller: Abortable): void {
     this.#controllers.add(controller);
   }
 
-  delete(controller: AbortController): void {
+  delete(controller: Abortable): void {
     if (this.#controllers.delete(controller) && this.#controllers.size === 0 && this.#idle) {
       this.#idle.resolve();
       this.#idle = undefined;

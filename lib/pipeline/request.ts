@@ -17,6 +17,7 @@ import type { Logger } from '../log.ts';
 import { callModel, pipeModelResponse, sendWebResponse, toWebResponse } from '../proxy/index.ts';
 import type { FifoTicket } from '../queue/index.ts';
 import type { Session, SessionRequest } from '../sessions/store.ts';
+import { RequestAbort } from './abort.ts';
 import {
   acceptBody,
   refuseWhileDraining,
@@ -59,7 +60,8 @@ export class PipelineRequest {
   readonly #arrivedAt = performance.now();
   readonly #requestId: string;
   readonly #idHeader: Record<string, string>;
-  readonly #controller = new AbortController();
+  /** Aborts the request's work: the client left, its session closed, or the drain ran out. */
+  readonly #abort = new RequestAbort();
   /** The envelope and record, as far as the accept stages got. */
   readonly #accepted: AcceptProgress = {};
   /** Admitted: counted in flight from here until `#finish`. */
@@ -87,12 +89,12 @@ export class PipelineRequest {
   /** Unfinished and not destroyed by us (an upstream failure sets `errored`): the client left. */
   readonly #onClose = (): void => {
     if (!this.#response.writableFinished && this.#response.errored === null) {
-      this.#controller.abort(new ClientGoneError());
+      this.#abort.abort(new ClientGoneError());
     }
   };
 
   async run(): Promise<void> {
-    this.#route.deps.inFlight?.add(this.#controller);
+    this.#route.deps.inFlight?.add(this.#abort);
     this.#response.once('close', this.#onClose);
     try {
       const envelope = await this.#accept();
@@ -121,12 +123,12 @@ export class PipelineRequest {
     const { deps, handler } = this.#route;
     const record = this.#record as RequestRecord;
     if (envelope.sessionId !== null) {
-      this.#sessionRequest = { record, abort: (reason) => this.#controller.abort(reason) };
+      this.#sessionRequest = { record, abort: (reason) => this.#abort.abort(reason) };
       this.#session = deps.sessions.bind(envelope.sessionId, this.#sessionRequest);
     }
     deps.lifecycle.admitted(record);
     this.#admitted = true;
-    if (!handler.allowParallel) this.#ticket = await deps.fifo.enter(this.#controller.signal);
+    if (!handler.allowParallel) this.#ticket = await deps.fifo.enter(this.#abort.signal);
     this.#workStartedAt = performance.now();
     deps.lifecycle.workStarted(record);
   }
@@ -134,14 +136,13 @@ export class PipelineRequest {
   /** The work: the worker's own `predict`, or the model server with the route's transforms. */
   async #execute(envelope: Envelope): Promise<void> {
     const { handler } = this.#route;
-    const signal = this.#controller.signal;
-    const context: HandlerContext = { signal, route: handler.route, requestId: this.#requestId };
-    if (handler.predict === undefined) return this.#forward(envelope, context);
+    if (handler.predict === undefined) return this.#forward(envelope);
+    const abort = this.#abort;
     let result: unknown;
     try {
-      result = await handler.predict(envelope.payload, context);
+      result = await handler.predict(envelope.payload, this.#handlerContext());
     } catch (error) {
-      if (signal.aborted) throw signal.reason;
+      if (abort.aborted) throw abort.reason;
       throw handlerFailed(handler.route, error);
     }
     this.#headersAt = performance.now();
@@ -149,7 +150,16 @@ export class PipelineRequest {
     else sendJson(this.#response, 200, { result }, this.#idHeader);
   }
 
-  async #forward(envelope: Envelope, context: HandlerContext): Promise<void> {
+  /** What `predict` and the transforms get; its AbortSignal is made only for them. */
+  #handlerContext(): HandlerContext {
+    return {
+      signal: this.#abort.signal,
+      route: this.#route.handler.route,
+      requestId: this.#requestId,
+    };
+  }
+
+  async #forward(envelope: Envelope): Promise<void> {
     const { deps, handler, modelPath } = this.#route;
     const body = JSON.stringify(
       handler.transformRequest === undefined
@@ -159,18 +169,21 @@ export class PipelineRequest {
     const upstream = await callModel(deps.dispatcher, {
       path: modelPath,
       body,
-      signal: context.signal,
+      signal: this.#abort,
       headersTimeoutMs: handler.headersTimeoutMs,
       bodyTimeoutMs: handler.bodyTimeoutMs,
     });
     this.#headersAt = performance.now();
     if (handler.transformResponse === undefined) {
-      await pipeModelResponse(this.#response, upstream, this.#idHeader, context.signal);
+      await pipeModelResponse(this.#response, upstream, this.#idHeader, this.#abort);
       return;
     }
     let transformed: Response;
     try {
-      transformed = await handler.transformResponse(toWebResponse(upstream), context);
+      transformed = await handler.transformResponse(
+        toWebResponse(upstream),
+        this.#handlerContext(),
+      );
     } catch (error) {
       upstream.body.destroy();
       throw handlerFailed(handler.route, error);
@@ -181,11 +194,11 @@ export class PipelineRequest {
   /** Any failure, at any stage: counted once, answered with one JSON error while that is possible. */
   #fail(error: unknown): void {
     const { deps } = this.#route;
-    const signal = this.#controller.signal;
+    const abort = this.#abort;
     if (isRefusal(error)) this.#outcome = 'rejected';
-    if (error instanceof BodyAbortedError && !signal.aborted)
-      this.#controller.abort(new ClientGoneError());
-    if (signal.aborted) this.#abandoned(signal.reason);
+    if (error instanceof BodyAbortedError && !abort.aborted)
+      this.#abort.abort(new ClientGoneError());
+    if (abort.aborted) this.#abandoned(abort.reason);
     else this.#failed(error);
     const response = this.#response;
     if (this.#failure !== undefined && !response.headersSent && !response.destroyed) {
@@ -226,7 +239,7 @@ export class PipelineRequest {
       deps.sessions.unbind(this.#session, this.#sessionRequest);
     if (this.#admitted && this.#record !== undefined) deps.lifecycle.ended(this.#record);
     this.#response.off('close', this.#onClose);
-    deps.inFlight?.delete(this.#controller);
+    deps.inFlight?.delete(this.#abort);
     const arrivedAt = this.#arrivedAt;
     const record = this.#record;
     deps.lifecycle.finished({

@@ -1,15 +1,25 @@
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import type { EventEmitter } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { upstreamTimeout, upstreamUnavailable } from '../errors.ts';
 import { clientResponseHeaders } from './headers.ts';
 import { errorMessage } from '../internal/values.ts';
 
+/** An abort that undici can listen to (an AbortSignal, or an EventEmitter with `aborted`/`reason`). */
+export type UpstreamSignal = (AbortSignal | EventEmitter) & AbortState;
+
+/** What the proxy reads of an abort. */
+export interface AbortState {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+}
+
 export interface ModelCall {
   readonly path: string;
   readonly body: string;
-  readonly signal: AbortSignal;
+  readonly signal: UpstreamSignal;
   /** 0 means no limit. */
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
@@ -50,7 +60,7 @@ export async function callModel(
 }
 
 /** Maps an undici failure to the error the client sees; aborts pass through untouched. */
-export function describeUpstreamError(error: unknown, signal: AbortSignal): unknown {
+export function describeUpstreamError(error: unknown, signal: AbortState): unknown {
   if (signal.aborted) return signal.reason;
   const code = (error as { code?: unknown } | null)?.code;
   const message = errorMessage(error);
@@ -71,7 +81,7 @@ export function pipeModelResponse(
   response: ServerResponse,
   upstream: Dispatcher.ResponseData,
   extraHeaders: Record<string, string>,
-  signal: AbortSignal,
+  signal: AbortState,
 ): Promise<void> {
   const source = upstream.body;
   return new Promise((resolve, reject) => {

@@ -10,5 +10,7 @@ export {
   pipeModelResponse,
   sendWebResponse,
   toWebResponse,
+  type AbortState,
   type ModelCall,
+  type UpstreamSignal,
 } from './forward.ts';
