@@ -121,6 +121,8 @@ export interface WorkerProcessOptions {
    * bench process does not read it, so a line per request costs the worker, not the bench.
    */
   readonly logFile?: string;
+  /** A worker name under workers/ or a folder path. @default 'hello_world' */
+  readonly worker?: string;
 }
 
 export interface BuiltBench {
@@ -128,6 +130,13 @@ export interface BuiltBench {
   readonly cli: string;
   /** The compiled floor proxy (bench/floor-proxy.ts). */
   readonly floor: string;
+  /** The compiled bench/flat-worker folder. */
+  readonly flatWorker: string;
+}
+
+/** hello_world without a tokenizer (bench/flat-worker), from source or compiled. */
+export function flatWorkerFolder(built: BuiltBench | undefined): string {
+  return built?.flatWorker ?? join(REPO_ROOT, 'bench/flat-worker');
 }
 
 const TSC = join(REPO_ROOT, 'node_modules/typescript/bin/tsc');
@@ -154,6 +163,7 @@ export function buildBench(): BuiltBench {
     [
       TSC,
       'bench/floor-proxy.ts',
+      'bench/flat-worker/server.ts',
       '--ignoreConfig',
       '--outDir',
       outDir,
@@ -179,7 +189,7 @@ export function buildBench(): BuiltBench {
   const floor = join(outDir, 'bench/floor-proxy.js');
   if (!existsSync(floor))
     throw new Error(`floor build failed:\n${floorResult.stdout}${floorResult.stderr}`);
-  return { cli, floor };
+  return { cli, floor, flatWorker: join(outDir, 'bench/flat-worker') };
 }
 
 export interface FloorOptions {
@@ -219,7 +229,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   const logFd = options.logFile === undefined ? undefined : openSync(options.logFile, 'a');
   const child = spawn(
     process.execPath,
-    [...(options.nodeFlags ?? []), ...probe, ...entry, 'start', 'hello_world'],
+    [...(options.nodeFlags ?? []), ...probe, ...entry, 'start', options.worker ?? 'hello_world'],
     {
       cwd: REPO_ROOT,
       env: {

@@ -8,7 +8,9 @@
  * - direct: the model server itself;
  * - nginx: one worker process, keep-alive upstream, buffering off;
  * - floor: bench/floor-proxy.ts, the least a Node proxy does for the autoscaler's traffic;
- * - tsworker at LOG_LEVEL=info (its default, a JSON line per request) and at warn.
+ * - tsworker at LOG_LEVEL=info (its default, a JSON line per request) and at warn;
+ * - tsworker at info running bench/flat-worker: hello_world without its tokenizer (the default
+ *   workload for every request), to show what the framework costs apart from counting tokens.
  *
  * Traffic: a pool of distinct prompts of 30–300 words (100,000 by default), walked through by wrk's
  * Lua script, signed bodies for the floor and the workers; 256-token answers and 16-token ones at
@@ -39,6 +41,7 @@ import { analyseProfile, type ProfileReport } from './profile.ts';
 import {
   buildBench,
   ensureCommand,
+  flatWorkerFolder,
   nginxWorkerPid,
   probeWorker,
   procStats,
@@ -56,13 +59,14 @@ import { runStall } from './stall.ts';
 import { writePromptPool, type PromptPool, type StallPrompt } from './traffic.ts';
 import { poolScript, runWrk, wrkVersion, type WrkResult } from './wrk.ts';
 
-type TargetId = 'direct' | 'nginx' | 'floor' | 'info' | 'warn';
+type TargetId = 'direct' | 'nginx' | 'floor' | 'info' | 'warn' | 'flat';
 const LABELS: Record<TargetId, string> = {
   direct: 'direct',
   nginx: 'nginx',
   floor: 'floor',
   info: 'tsworker (info)',
   warn: 'tsworker (warn)',
+  flat: 'tsworker (info, no tokenizer)',
 };
 
 interface Target {
@@ -103,6 +107,7 @@ const { values: flags } = parseArgs({
     'soak-requests': { type: 'string' },
     'soak-interval': { type: 'string' },
     'no-nginx': { type: 'boolean' },
+    'no-flat': { type: 'boolean' },
     'from-source': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -110,7 +115,7 @@ const { values: flags } = parseArgs({
 
 if (flags.help === true) {
   process.stdout.write(`npm run bench -- [flags]
-  (none)                    5 targets × {c=1, c=64} × {256, 16 tokens} + 256-event streams,
+  (none)                    6 targets × {c=1, c=64} × {256, 16 tokens} + 256-event streams,
                             3 interleaved rounds of 5 s per cell, 100,000 distinct prompts (~10 minutes)
   --quick                   2 rounds of 1 s per cell, 10,000 prompts, 100 streams per TTFB round
   --rounds <n>              interleaved rounds (default 3)
@@ -131,6 +136,7 @@ if (flags.help === true) {
   --soak-requests <n>       requests in the soak (default 1000000)
   --soak-interval <s>       seconds between samples (default 10)
   --no-nginx                skip nginx
+  --no-flat                 skip the worker without a tokenizer (bench/flat-worker)
   --from-source             run the worker and the floor through tsx instead of compiled JavaScript
 `);
   process.exit(0);
@@ -272,13 +278,14 @@ async function bench(
   try {
     const model = await startModelServer();
     children.push(model);
-    const startWorker = async (level: string) => {
+    const startWorker = async (level: string, folder?: string) => {
       const worker = await startWorkerProcess({
         modelUrl: model.url,
         autoscalerUrl: autoscaler.url,
         logLevel: level,
-        logFile: join(scratch, `worker-${level}.log`),
+        logFile: join(scratch, `worker-${level}${folder === undefined ? '' : '-flat'}.log`),
         ...(built === undefined ? {} : { builtCli: built.cli }),
+        ...(folder === undefined ? {} : { worker: folder }),
       });
       children.push(worker);
       return worker;
@@ -291,6 +298,8 @@ async function bench(
     children.push(floor);
     const info = await startWorker('info');
     const warn = await startWorker('warn');
+    const flat =
+      flags['no-flat'] === true ? undefined : await startWorker('info', flatWorkerFolder(built));
     let nginx: Nginx | undefined;
     if (useNginx) {
       nginx = await startNginx(model.url);
@@ -311,6 +320,7 @@ async function bench(
       ['floor', floor],
       ['info', info],
       ['warn', warn],
+      ...(flat === undefined ? [] : ([['flat', flat]] as const)),
     ] as const)
       targets.push({
         id,
