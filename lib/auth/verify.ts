@@ -105,8 +105,11 @@ export class SignatureVerifier {
     let outcome: VerifyOutcome;
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) {
-      this.#cache.delete(cacheKey);
-      this.#cache.set(cacheKey, cached);
+      // Recency matters only once evictions are near; until then a hit is one lookup, no moves.
+      if (this.#cache.size * 2 >= this.#cacheSize) {
+        this.#cache.delete(cacheKey);
+        this.#cache.set(cacheKey, cached);
+      }
       outcome = cached ? ACCEPTED : MISMATCH;
     } else {
       outcome = checkRsa(key, canonicalMessage({ url }, 'current'), signature);
