@@ -83,8 +83,8 @@ export async function acceptBody(
   // 410 comes before 401, as in the reference; but only an admitted request extends the session (§12.13).
   if (inSession && !deps.sessions.has(envelope.sessionId as string)) throw invalidSession();
   if (forged !== undefined) throw reject(deps.lifecycle, record, forged, 'unauthorized');
-  const refusal = route.admit();
-  if (refusal !== undefined) throw reject(deps.lifecycle, record, refusal.failure, refusal.reason);
+  const refused = route.admit();
+  if (refused !== undefined) throw reject(deps.lifecycle, record, refused.failure, refused.reason);
   return { envelope, record };
 }
 
@@ -98,6 +98,6 @@ function reject(
   return refusal(failure);
 }
 
-export function asInteger(value: unknown): number | null {
+function asInteger(value: unknown): number | null {
   return typeof value === 'number' && Number.isInteger(value) ? value : null;
 }
