@@ -45,13 +45,21 @@ describe('ref-02: /session/create verifies the signature', () => {
     expect((await create(genuine)).status).toBe(201);
   });
 
-  it('does not count refused creates in cur_load', async () => {
+  it('does not count refused creates in cur_load, nor a forged one in rej_load', async () => {
     const load = stack.worker.inspect().currentLoad;
+    const rejected = stack.worker.inspect().totals.rejected;
     const genuine = stack.autoscaler.issueAuthData({ endpoint: 'hello', cost: 500 });
     await post(`${stack.worker.url}/session/create`, {
       auth_data: { ...genuine, signature: 'AAAA' },
       payload: {},
     });
     expect(stack.worker.inspect().currentLoad).toBe(load);
+    // As a forged request: its cost is the client's word, and it was never signed.
+    expect(stack.worker.inspect().totals.rejected).toBe(rejected);
+    expect(stack.worker.inspect().pendingDeletes.at(-1)).toMatchObject({
+      status: 'Rejected',
+      isSession: true,
+      workload: 0,
+    });
   });
 });
