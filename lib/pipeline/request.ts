@@ -118,6 +118,7 @@ export class PipelineRequest {
     const accepted = await acceptBody(deps, this.#route.accept, rawBody, this.#accepted);
     return accepted.envelope;
   }
+
   /** Admitted: bound to its session, counted in flight, and through the FIFO when it has one. */
   async #enter(envelope: Envelope): Promise<void> {
     const { deps, handler } = this.#route;
