@@ -1,7 +1,7 @@
 /**
  * The request-lifecycle channel: one typed, synchronous stream of what happens to each request.
- * The pipeline and the session manager publish; `Accounting`, Prometheus and the request log
- * subscribe, in that order, each seeing every event before the publisher goes on.
+ * The pipeline and the session manager publish; `Accounting` subscribes first, then the request
+ * log and Prometheus, each seeing every event before the publisher goes on.
  *
  * An object per worker rather than `node:diagnostics_channel`: its channels are global by name,
  * and tests and embedders run several workers in one process.
