@@ -9,7 +9,7 @@ import { draining, invalidSession, type WorkerError } from '../errors.ts';
 import type { ResolvedHandler } from '../handler.ts';
 import type { RequestLifecycle } from '../lifecycle/channel.ts';
 import type { RejectionReason, RequestRecord } from '../lifecycle/record.ts';
-import type { ReadinessView } from './admit.ts';
+import type { ReadinessView, CountedRefusal } from './admit.ts';
 import { signatureProblem } from './auth.ts';
 import { parseJson } from './parse.ts';
 import { refusal } from './rejection.ts';
@@ -35,7 +35,7 @@ export interface AcceptRoute {
   /** The workload of a signed request; a promise only when it is counted off the main thread. */
   readonly workload: (envelope: Envelope) => number | Promise<number>;
   /** The capacity check, once the signature is good: returns the refusal, if any. */
-  readonly admit: () => { failure: WorkerError; reason: RejectionReason } | undefined;
+  readonly admit: () => CountedRefusal | undefined;
 }
 
 export interface Accepted {

@@ -20,6 +20,12 @@ export interface LoadView {
   readonly queuedWorkload: number;
 }
 
+/** A capacity refusal (admission, the session cap): the answer, and how it is counted as rejected. */
+export interface CountedRefusal {
+  readonly failure: WorkerError;
+  readonly reason: RejectionReason;
+}
+
 /** Workload per second used for estimates: the benchmark's result once there is one. */
 export function currentThroughput(readiness: ReadinessView, assumedThroughput: number): number {
   return readiness.maxPerf > 0 ? readiness.maxPerf : assumedThroughput;
@@ -35,7 +41,7 @@ export function admissionRefusal(
   load: LoadView,
   readiness: ReadinessView,
   assumedThroughput: number,
-): { failure: WorkerError; reason: RejectionReason } | undefined {
+): CountedRefusal | undefined {
   if (handler.maxQueueTime === null) return undefined;
   const wait = estimatedWaitSeconds(
     load.queuedWorkload,
