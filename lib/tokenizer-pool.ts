@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
  * - Small: at most MAX_THREADS threads. The first starts on the first large text, a second only
  *   when a large text arrives while every thread is busy. A worker that never counts a large text
  *   starts none. Each thread loads its own tiktoken (~50 MB) on start.
+ * - Yields: on Linux a thread runs TOKEN_THREAD_NICENESS nicer than the process.
  * - Never keeps the process alive: a thread is unref'd while it has nothing to count, and ref'd
  *   only while a count is pending (so `await countTokensAsync(text)` in a script still resolves).
  * - `closeTokenizerPool()` terminates the threads; pending counts reject. The next large text
@@ -19,6 +20,12 @@ import { Worker } from 'node:worker_threads';
 
 /** Most threads the pool runs at once. */
 export const MAX_THREADS = 2;
+
+/**
+ * How much nicer than the process a counting thread runs, on Linux (where a thread has its own nice
+ * value): the event loop, the model server and the streams they serve come first.
+ */
+export const TOKEN_THREAD_NICENESS = 10;
 
 interface PendingCount {
   readonly resolve: (count: number) => void;

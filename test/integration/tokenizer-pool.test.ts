@@ -5,7 +5,9 @@
  * keeps the process alive.
  */
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { getPriority } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -18,7 +20,7 @@ import {
   z,
 } from '../../lib/index.ts';
 import { closeTokenizerPool, type RequestSummary } from '../../lib/entry-server.ts';
-import { tokenizerPoolStats } from '../../lib/tokenizer-pool.ts';
+import { TOKEN_THREAD_NICENESS, tokenizerPoolStats } from '../../lib/tokenizer-pool.ts';
 import { countWorkload, InputData } from '../../workers/hello_world/data_types.ts';
 import { post } from '../helpers/request.ts';
 import { startStack, type TestStack } from '../helpers/stack.ts';
@@ -35,6 +37,15 @@ function distinctWords(count: number, salt: string): string {
     words[i] = salt + word;
   }
   return words.join(' ');
+}
+
+/** The nice value of each of this process's threads (field 19 of /proc/self/task/<tid>/stat). */
+function threadNiceness(): number[] {
+  return readdirSync('/proc/self/task').map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    // The command name may hold spaces and parentheses: the fields after it start after the last ')'.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  });
 }
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
@@ -90,6 +101,17 @@ describe('the tokenizer pool', () => {
     // A small text is counted on this thread, at once.
     expect(await countTokensAsync('Hello, world')).toBe(countTokens('Hello, world'));
     expect(tokenizerPoolStats().started).toBe(1);
+  });
+
+  it('counts at a lower priority than the event loop: its thread runs nicer on Linux', async () => {
+    const text = randomPrompt(5_000);
+    expect(await countTokensAsync(text)).toBe(countTokens(text));
+    const niceness = threadNiceness();
+    const main = getPriority();
+    // Every thread but the pool's keeps the process's value; the pool's thread is the nicer one.
+    expect(niceness.filter((nice) => nice !== main)).toEqual([
+      Math.min(19, main + TOKEN_THREAD_NICENESS),
+    ]);
   });
 
   it('leaves the event loop free: an immediate runs before a large count resolves', async () => {
