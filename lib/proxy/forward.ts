@@ -5,6 +5,7 @@ import type { EventEmitter } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { upstreamTimeout, upstreamUnavailable } from '../errors.ts';
 import { clientResponseHeaders } from './headers.ts';
+import { encodeUtf8 } from '../internal/utf8.ts';
 import { errorMessage } from '../internal/values.ts';
 
 /** An abort that undici can listen to (an AbortSignal, or an EventEmitter with `aborted`/`reason`). */
@@ -42,7 +43,8 @@ export async function callModel(
       method: 'POST',
       path: call.path,
       headers: JSON_HEADERS,
-      body: call.body,
+      // undici would encode a string with Node's UTF-8 codec; most bodies are ASCII (lib/internal/utf8.ts).
+      body: encodeUtf8(call.body),
       signal: call.signal,
       headersTimeout: call.headersTimeoutMs,
       bodyTimeout: call.bodyTimeoutMs,
