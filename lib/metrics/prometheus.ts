@@ -1,10 +1,16 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { LifecycleEvent, RequestLifecycle } from '../lifecycle/channel.ts';
 import type { RequestSummary } from '../lifecycle/record.ts';
 import type { FifoQueue } from '../queue/index.ts';
 import { estimatedWaitSeconds } from '../queue/index.ts';
 import type { ReadinessPhase, ReadinessState } from '../readiness/state.ts';
 import type { Accounting } from './accounting.ts';
+import {
+  LabelledCounter,
+  LabelledHistogram,
+  type CounterSeries,
+  type HistogramSeries,
+} from './series.ts';
 
 export interface PrometheusSources {
   /** Where the request and workload counters and the latency histograms learn what happened. */
@@ -61,33 +67,26 @@ export function createPrometheusMetrics(sources: PrometheusSources): PrometheusM
 }
 
 function latencyHistogram(registry: Registry, name: string, help: string) {
-  return new Histogram({
-    name,
-    help,
-    labelNames: ['route'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [registry],
-  });
+  return new LabelledHistogram(name, help, ['route'] as const, LATENCY_BUCKETS, registry);
 }
 
-type Child<T> = { inc(value?: number): void } & T;
 interface RouteHistograms {
-  readonly queue: { observe(value: number): void };
-  readonly ttfb: { observe(value: number): void };
-  readonly duration: { observe(value: number): void };
+  readonly queue: HistogramSeries;
+  readonly ttfb: HistogramSeries;
+  readonly duration: HistogramSeries;
 }
 
 /**
- * Per-request counters and latency histograms. The labelled children are looked up once per
- * route (and route, outcome, status), then reused: no label objects built per request.
+ * Per-request counters and latency histograms. Each route's (and route, outcome, status) series
+ * handles are looked up once, then reused: a request adds to numbers only (lib/metrics/series.ts).
  */
 function requestMetrics(registry: Registry): (summary: RequestSummary) => void {
-  const requests = new Counter({
-    name: 'tsworker_requests_total',
-    help: 'Requests by route, HTTP status and outcome (success, error, cancelled, rejected: refused by auth, admission or a drain, invalid).',
-    labelNames: ['route', 'status', 'outcome'] as const,
-    registers: [registry],
-  });
+  const requests = new LabelledCounter(
+    'tsworker_requests_total',
+    'Requests by route, HTTP status and outcome (success, error, cancelled, rejected: refused by auth, admission or a drain, invalid).',
+    ['route', 'status', 'outcome'] as const,
+    registry,
+  );
   const queueSeconds = latencyHistogram(
     registry,
     'tsworker_request_queue_seconds',
@@ -104,21 +103,25 @@ function requestMetrics(registry: Registry): (summary: RequestSummary) => void {
     'Time from arrival until the response was finished.',
   );
   const histograms = new Map<string, RouteHistograms>();
-  const counters = new Map<string, Child<object>>();
+  const counters = new Map<string, CounterSeries>();
   return (summary) => {
     const route = summary.route;
     const key = `${route} ${summary.outcome} ${summary.status}`;
     let counter = counters.get(key);
     if (counter === undefined) {
-      counter = requests.labels(route, String(summary.status), summary.outcome);
+      counter = requests.series({
+        route,
+        status: String(summary.status),
+        outcome: summary.outcome,
+      });
       counters.set(key, counter);
     }
     let perRoute = histograms.get(route);
     if (perRoute === undefined) {
       perRoute = {
-        queue: queueSeconds.labels(route),
-        ttfb: ttfbSeconds.labels(route),
-        duration: durationSeconds.labels(route),
+        queue: queueSeconds.series({ route }),
+        ttfb: ttfbSeconds.series({ route }),
+        duration: durationSeconds.series({ route }),
       };
       histograms.set(route, perRoute);
     }
@@ -141,18 +144,14 @@ const WORKLOAD_KIND_OF: Partial<Record<LifecycleEvent['kind'], WorkloadKind>> = 
 };
 
 function workloadMetrics(registry: Registry): (event: LifecycleEvent) => void {
-  const workload = new Counter({
-    name: 'tsworker_workload_total',
-    help: 'Workload units by what happened to them: received, served, cancelled, errored, rejected.',
-    labelNames: ['kind'] as const,
-    registers: [registry],
-  });
-  const children = new Map<WorkloadKind, Child<object>>();
-  for (const kind of WORKLOAD_KINDS) {
-    const child = workload.labels(kind);
-    child.inc(0);
-    children.set(kind, child);
-  }
+  const workload = new LabelledCounter(
+    'tsworker_workload_total',
+    'Workload units by what happened to them: received, served, cancelled, errored, rejected.',
+    ['kind'] as const,
+    registry,
+  );
+  const children = new Map<WorkloadKind, CounterSeries>();
+  for (const kind of WORKLOAD_KINDS) children.set(kind, workload.series({ kind }));
   return (event) => {
     const kind = WORKLOAD_KIND_OF[event.kind];
     if (kind !== undefined && 'record' in event) children.get(kind)?.inc(event.record.workload);
