@@ -197,6 +197,8 @@ export interface FloorOptions {
   readonly autoscalerUrl: string;
   /** The compiled floor; undefined runs bench/floor-proxy.ts through tsx. */
   readonly built?: string;
+  /** Flags for node itself (`--cpu-prof`). */
+  readonly nodeFlags?: readonly string[];
 }
 
 /** The floor proxy (bench/floor-proxy.ts) as its own process. */
@@ -204,7 +206,7 @@ export async function startFloorProxy(options: FloorOptions): Promise<Child> {
   const port = await freePort();
   const entry =
     options.built === undefined ? ['--import', 'tsx', 'bench/floor-proxy.ts'] : [options.built];
-  const child = spawn(process.execPath, entry, {
+  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), ...entry], {
     cwd: REPO_ROOT,
     env: {
       ...process.env,

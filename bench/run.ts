@@ -123,7 +123,7 @@ if (flags.help === true) {
   --pool <n>                distinct prompts (default 100000)
   --stream-concurrency <n>  wrk connections for streams/s (default 16)
   --stream-requests <n>     streams per target and round for TTFB, one at a time (default 300)
-  --profile                 also profile a worker with node --cpu-prof under wrk c=64
+  --profile                 also profile a worker and the floor with node --cpu-prof under wrk c=64
   --profile-only            only the profile (with the same processes and prompt pool)
   --profile-seconds <s>     length of the profiled load (default 10, 3 with --quick)
   --log-level <level>       the profiled, stalled and soaked worker's LOG_LEVEL (default info)
@@ -247,11 +247,11 @@ async function main(): Promise<void> {
       const model = await startModelServer();
       try {
         const pool = await writePromptPool(settings.poolSize, join(scratch, 'prompts.jsonl'));
-        const profile = await profileWorker(model.url, autoscaler, pool, scratch, built);
-        if (profile !== undefined) {
-          const text = `${profileText(profile).join('\n')}\n`;
+        const profiles = await profileBoth(model.url, autoscaler, pool, scratch, built);
+        if (profiles !== undefined) {
+          const text = `${profileText(profiles).join('\n')}\n`;
           process.stdout.write(text);
-          writeResults('profile', text, profile);
+          writeResults('profile', text, profiles);
         }
       } finally {
         await model.stop();
@@ -453,9 +453,8 @@ async function bench(
     const after: Partial<Record<TargetId, number>> = {};
     for (const t of targets) if (t.pid !== undefined) after[t.id] = procStats(t.pid).rss / MB;
 
-    let profile: ProfileReport | undefined;
-    if (settings.profile)
-      profile = await profileWorker(model.url, autoscaler, pool, scratch, built);
+    let profile: Profiles | undefined;
+    if (settings.profile) profile = await profileBoth(model.url, autoscaler, pool, scratch, built);
 
     const report = buildReport({
       ids,
@@ -484,29 +483,68 @@ async function setTokenDelay(modelUrl: string, tokenDelayMs: number): Promise<vo
   await response.body.dump();
 }
 
-/** A fresh worker under --cpu-prof, loaded by wrk at c=64 with the pool, then stopped so it writes its profile. */
-async function profileWorker(
+/** The worker's profile and the floor's, taken under the same load one after the other. */
+interface Profiles {
+  readonly worker: ProfiledRun;
+  readonly floor: ProfiledRun | undefined;
+}
+
+interface ProfiledRun {
+  readonly report: ProfileReport;
+  /** Requests wrk completed in the profiled window. */
+  readonly requests: number;
+}
+
+async function profileBoth(
   modelUrl: string,
   autoscaler: LocalAutoscaler,
   pool: PromptPool,
   scratch: string,
   built: BuiltBench | undefined,
-): Promise<ProfileReport | undefined> {
-  const dir = join(scratch, 'profile');
+): Promise<Profiles | undefined> {
+  const worker = await profileProcess('worker', modelUrl, autoscaler, pool, scratch, built);
+  if (worker === undefined) return undefined;
+  const floor = await profileProcess('floor', modelUrl, autoscaler, pool, scratch, built);
+  return { worker, floor };
+}
+
+/**
+ * A fresh worker (or floor) under --cpu-prof, loaded by wrk at c=64 with the pool, then stopped so it
+ * writes its profile.
+ */
+async function profileProcess(
+  which: 'worker' | 'floor',
+  modelUrl: string,
+  autoscaler: LocalAutoscaler,
+  pool: PromptPool,
+  scratch: string,
+  built: BuiltBench | undefined,
+): Promise<ProfiledRun | undefined> {
+  const dir = join(scratch, `profile-${which}`);
   mkdirSync(dir);
+  const nodeFlags = ['--cpu-prof', '--cpu-prof-dir', dir];
   const spawnedAt = Date.now();
   let loadAt = spawnedAt;
   let loadEnd = Infinity;
-  const worker = await startWorkerProcess({
-    modelUrl,
-    autoscalerUrl: autoscaler.url,
-    logLevel: settings.logLevel,
-    logFile: join(scratch, 'profile-worker.log'),
-    nodeFlags: ['--cpu-prof', '--cpu-prof-dir', dir],
-    ...(built === undefined ? {} : { builtCli: built.cli }),
-  });
+  let requests = 0;
+  const child =
+    which === 'worker'
+      ? await startWorkerProcess({
+          modelUrl,
+          autoscalerUrl: autoscaler.url,
+          logLevel: settings.logLevel,
+          logFile: join(scratch, 'profile-worker.log'),
+          nodeFlags,
+          ...(built === undefined ? {} : { builtCli: built.cli }),
+        })
+      : await startFloorProxy({
+          modelUrl,
+          autoscalerUrl: autoscaler.url,
+          nodeFlags,
+          ...(built === undefined ? {} : { built: built.floor }),
+        });
   try {
-    const signed = signedFor(autoscaler, worker.url);
+    const signed = signedFor(autoscaler, child.url);
     await waitForSignedOk(signed);
     const script = poolScript(dir, 'profile', {
       pool: pool.file,
@@ -514,29 +552,31 @@ async function profileWorker(
       tokens: 256,
       signed,
     });
-    log(`profile: wrk c=64 for ${settings.profileSeconds} s against a worker under --cpu-prof`);
-    await runWrk(worker.url, script, 16, 1, ['0']);
+    log(`profile: wrk c=64 for ${settings.profileSeconds} s against the ${which} under --cpu-prof`);
+    await runWrk(child.url, script, 16, 1, ['0']);
     loadAt = Date.now();
-    await runWrk(worker.url, script, 64, settings.profileSeconds, ['50000']);
+    requests = (await runWrk(child.url, script, 64, settings.profileSeconds, ['50000'])).requests;
     loadEnd = Date.now();
   } finally {
-    await worker.stop(10_000);
+    await child.stop(10_000);
   }
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (file === undefined) {
-    log('profile: the worker wrote no .cpuprofile');
+    log(`profile: the ${which} wrote no .cpuprofile`);
     return undefined;
   }
-  const keep = join(REPO_ROOT, 'bench/results/profile-latest.cpuprofile');
+  const name = which === 'worker' ? 'profile-latest.cpuprofile' : 'profile-floor-latest.cpuprofile';
+  const keep = join(REPO_ROOT, 'bench/results', name);
   mkdirSync(join(REPO_ROOT, 'bench/results'), { recursive: true });
   copyFileSync(join(dir, file), keep);
-  log('profile: kept as bench/results/profile-latest.cpuprofile (open it in Chrome DevTools)');
+  log(`profile: kept as bench/results/${name} (open it in Chrome DevTools)`);
   // Start-up, the worker's model benchmark, the warm-up and the shutdown are left out.
-  return analyseProfile(keep, 20, loadAt - spawnedAt, loadEnd - spawnedAt);
+  return { report: analyseProfile(keep, 20, loadAt - spawnedAt, loadEnd - spawnedAt), requests };
 }
 
-function profileText(profile: ProfileReport): string[] {
-  return [
+function profileText(profiles: Profiles): string[] {
+  const { report: profile } = profiles.worker;
+  const lines = [
     `Profile of a worker (LOG_LEVEL=${settings.logLevel}) under wrk c=64, /generate with 256 tokens, the pool's distinct prompts (${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms; self time):`,
     '',
     mdTable(
@@ -549,12 +589,39 @@ function profileText(profile: ProfileReport): string[] {
         f.caller,
       ]),
     ),
+  ];
+  if (profiles.floor !== undefined)
+    lines.push('', ...ownersPerRequest(profiles.worker, profiles.floor));
+  return lines;
+}
+
+/** Busy time per request by owner, the worker's next to the floor's: what the worker does that the floor does not. */
+function ownersPerRequest(worker: ProfiledRun, floor: ProfiledRun): string[] {
+  const perRequest = (run: ProfiledRun): Map<string, number> =>
+    new Map(run.report.owners.map((o) => [o.owner, (o.selfMs * 1000) / Math.max(1, run.requests)]));
+  const [w, f] = [perRequest(worker), perRequest(floor)];
+  // The floor's own code is bench/floor-proxy: its row pairs with the worker's lib/ rows, not with a lib/ row.
+  const owners = [...new Set([...w.keys(), ...f.keys()])]
+    .map((owner) => ({ owner, worker: w.get(owner) ?? 0, floor: f.get(owner) ?? 0 }))
+    .filter((row) => Math.max(row.worker, row.floor) >= 0.5)
+    .sort((a, b) => b.worker - b.floor - (a.worker - a.floor));
+  const total = (run: ProfiledRun): number =>
+    (run.report.busyMs * 1000) / Math.max(1, run.requests);
+  const us = (v: number): string => v.toFixed(1);
+  return [
+    `Busy CPU per request by owner, the worker's and the floor's (each profiled alone under the same load: ${worker.requests} and ${floor.requests} requests), largest difference first (µs; owners under 0.5 µs left out):`,
     '',
     mdTable(
-      ['owner', 'self', 'share'],
-      profile.owners
-        .slice(0, 15)
-        .map((o) => [o.owner, `${o.selfMs.toFixed(0)} ms`, `${(o.share * 100).toFixed(1)}%`]),
+      ['owner', 'worker µs', 'floor µs', 'difference µs'],
+      [
+        ...owners.map((row) => [
+          row.owner,
+          us(row.worker),
+          us(row.floor),
+          `${row.worker >= row.floor ? '+' : ''}${us(row.worker - row.floor)}`,
+        ]),
+        ['all', us(total(worker)), us(total(floor)), `+${us(total(worker) - total(floor))}`],
+      ],
     ),
   ];
 }
@@ -569,7 +636,7 @@ interface ReportInput {
   after: Partial<Record<TargetId, number>>;
   pool: PromptPool;
   nginx: Nginx | undefined;
-  profile: ProfileReport | undefined;
+  profile: Profiles | undefined;
 }
 
 const fixed = (v: number | undefined, digits: number): string =>
