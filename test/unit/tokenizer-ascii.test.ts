@@ -74,6 +74,31 @@ describe('countTokens on ASCII text', () => {
     }
   });
 
+  it('tells apart short pieces that differ in one code unit or only in length (packed keys)', () => {
+    // Pieces of 1 to 9 characters over the ends of the 7-bit range: NUL, DEL, a space, a letter. The
+    // 8-character ones set the key's sign bit; the 9-character ones take the other cache.
+    const texts: string[] = [];
+    for (const unit of ['\u0000', '\u007f', '!', '~']) {
+      for (let length = 1; length <= 9; length++) {
+        texts.push(
+          unit.repeat(length),
+          ` ${unit.repeat(length - 1)}`,
+          `${'a'.repeat(length - 1)}${unit}`,
+        );
+      }
+    }
+    texts.push(' zzzzzzz', ' zzzzzzy', ' yzzzzzz', 'zzzz', 'zzzzz', ' abcdefg', ' abcdefgh');
+    for (const round of [1, 2]) {
+      for (const text of texts) {
+        expect([round, text, countTokens(text)]).toEqual([
+          round,
+          text,
+          countTokensWithTiktoken(text),
+        ]);
+      }
+    }
+  });
+
   it('leaves text with any non-ASCII character to the general path, with the same counts', () => {
     for (const text of ["café 'ſ x", 'a\u00a0b', "it'ſ", 'naïve  \n\n  x', 'abc 😀 def']) {
       expect(splitAsciiPieces(text)).toBeUndefined();
