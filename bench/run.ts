@@ -600,7 +600,7 @@ function ownersPerRequest(worker: ProfiledRun, floor: ProfiledRun): string[] {
   const perRequest = (run: ProfiledRun): Map<string, number> =>
     new Map(run.report.owners.map((o) => [o.owner, (o.selfMs * 1000) / Math.max(1, run.requests)]));
   const [w, f] = [perRequest(worker), perRequest(floor)];
-  // The floor's own code is bench/floor-proxy: its row pairs with the worker's lib/ rows, not with a lib/ row.
+  // The floor's own code shows as the owner `bench` (bench/floor-proxy), which the worker never has.
   const owners = [...new Set([...w.keys(), ...f.keys()])]
     .map((owner) => ({ owner, worker: w.get(owner) ?? 0, floor: f.get(owner) ?? 0 }))
     .filter((row) => Math.max(row.worker, row.floor) >= 0.5)
