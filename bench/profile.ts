@@ -53,7 +53,8 @@ function ownerOf(url: string, name: string): string {
     const parts = url.slice(url.startsWith(buildUrl) ? buildUrl.length : repoUrl.length).split('/');
     if (parts[0] !== 'lib') return parts[0] ?? '?';
     // A folder of lib/, or a top-level file of it by name: lib/tokenizer is hello_world's token count.
-    return `lib/${parts.length > 2 ? (parts[1] ?? '') : (parts[1] ?? '').replace(/\.[jt]s$/, '')}`;
+    const name = parts[1] ?? '';
+    return `lib/${parts.length > 2 ? name : name.replace(/\.[jt]s$/, '')}`;
   }
   return url;
 }

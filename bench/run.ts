@@ -597,30 +597,33 @@ function profileText(profiles: Profiles): string[] {
 
 /** Busy time per request by owner, the worker's next to the floor's: what the worker does that the floor does not. */
 function ownersPerRequest(worker: ProfiledRun, floor: ProfiledRun): string[] {
+  const usPerRequest = (run: ProfiledRun, ms: number): number =>
+    (ms * 1000) / Math.max(1, run.requests);
   const perRequest = (run: ProfiledRun): Map<string, number> =>
-    new Map(run.report.owners.map((o) => [o.owner, (o.selfMs * 1000) / Math.max(1, run.requests)]));
+    new Map(run.report.owners.map((o) => [o.owner, usPerRequest(run, o.selfMs)]));
   const [w, f] = [perRequest(worker), perRequest(floor)];
   // The floor's own code shows as the owner `bench` (bench/floor-proxy), which the worker never has.
   const owners = [...new Set([...w.keys(), ...f.keys()])]
     .map((owner) => ({ owner, worker: w.get(owner) ?? 0, floor: f.get(owner) ?? 0 }))
     .filter((row) => Math.max(row.worker, row.floor) >= 0.5)
     .sort((a, b) => b.worker - b.floor - (a.worker - a.floor));
-  const total = (run: ProfiledRun): number =>
-    (run.report.busyMs * 1000) / Math.max(1, run.requests);
   const us = (v: number): string => v.toFixed(1);
+  const row = (owner: string, inWorker: number, inFloor: number): string[] => {
+    const difference = inWorker - inFloor;
+    return [owner, us(inWorker), us(inFloor), `${difference >= 0 ? '+' : ''}${us(difference)}`];
+  };
   return [
     `Busy CPU per request by owner, the worker's and the floor's (each profiled alone under the same load: ${worker.requests} and ${floor.requests} requests), largest difference first (µs; owners under 0.5 µs left out):`,
     '',
     mdTable(
       ['owner', 'worker µs', 'floor µs', 'difference µs'],
       [
-        ...owners.map((row) => [
-          row.owner,
-          us(row.worker),
-          us(row.floor),
-          `${row.worker >= row.floor ? '+' : ''}${us(row.worker - row.floor)}`,
-        ]),
-        ['all', us(total(worker)), us(total(floor)), `+${us(total(worker) - total(floor))}`],
+        ...owners.map((o) => row(o.owner, o.worker, o.floor)),
+        row(
+          'all',
+          usPerRequest(worker, worker.report.busyMs),
+          usPerRequest(floor, floor.report.busyMs),
+        ),
       ],
     ),
   ];

@@ -248,6 +248,8 @@ let asciiPiecesHeld = 0;
  * packed 7 bits each into two int32s, the length in the first's top bits: the key is the piece, so a
  * hit is two integer compares in one cache line, with no string to reach.
  */
+/** 8 code units of 7 bits fill two int32s, less the 4 bits of the length. */
+const MAX_SHORT_PIECE_LENGTH = 8;
 const SHORT_TABLE_BITS = 17;
 const SHORT_TABLE_SIZE = 1 << SHORT_TABLE_BITS;
 const MAX_SHORT_PIECES = SHORT_TABLE_SIZE >>> 1;
@@ -290,7 +292,7 @@ function countShortPiece(tiktoken: Tiktoken, text: string, start: number, end: n
 
 function countAsciiPiece(tiktoken: Tiktoken, text: string, start: number, end: number): number {
   const length = end - start;
-  if (length <= 8) return countShortPiece(tiktoken, text, start, end);
+  if (length <= MAX_SHORT_PIECE_LENGTH) return countShortPiece(tiktoken, text, start, end);
   if (length > MAX_CACHED_PIECE_LENGTH) return countPiece(tiktoken, text.slice(start, end));
   let hash = 0x811c9dc5;
   for (let index = start; index < end; index++) {

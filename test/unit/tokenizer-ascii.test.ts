@@ -75,8 +75,9 @@ describe('countTokens on ASCII text', () => {
   });
 
   it('tells apart short pieces that differ in one code unit or only in length (packed keys)', () => {
-    // Pieces of 1 to 9 characters over the ends of the 7-bit range: NUL, DEL, a space, a letter. The
-    // 8-character ones set the key's sign bit; the 9-character ones take the other cache.
+    // Pieces of 1 to 9 characters made of the ends of the 7-bit range (NUL, DEL) and of symbols, alone,
+    // after a space or after letters. The 8-character ones set the key's sign bit; the 9-character
+    // ones take the other cache.
     const texts: string[] = [];
     for (const unit of ['\u0000', '\u007f', '!', '~']) {
       for (let length = 1; length <= 9; length++) {
